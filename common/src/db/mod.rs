@@ -1,0 +1,180 @@
+//! PostgreSQL: configuration, the connection pool, migrations, and one module per aggregate.
+//!
+//! Connections use rustls (never OpenSSL). `sslmode` in `DATABASE_URL` decides whether TLS
+//! is used (`disable`, `prefer`, `require`); when it is, the server certificate and host name
+//! are always verified, against `DATABASE_CA_BUNDLE` (a PEM file, e.g. the RDS bundle) or the
+//! Mozilla roots.
+
+pub mod audit;
+pub mod migrate;
+pub mod reference;
+pub mod transcription;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{self, ConfigError};
+use crate::{Error, Result};
+
+pub use deadpool_postgres::{GenericClient, Object as Connection, Transaction};
+
+/// The database a local setup uses when `DATABASE_URL` is not set.
+pub const DEFAULT_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/voxpersona?sslmode=disable";
+
+/// Connection settings, read once per cold start.
+#[derive(Clone)]
+pub struct DbConfig {
+    /// Parsed connection string; kept parsed so the password is never formatted.
+    pub pg: tokio_postgres::Config,
+    pub ca_bundle: Option<PathBuf>,
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for DbConfig {
+    // The derived form would print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("hosts", &self.pg.get_hosts())
+            .field("dbname", &self.pg.get_dbname())
+            .field("user", &self.pg.get_user())
+            .field("ca_bundle", &self.ca_bundle)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl DbConfig {
+    /// `DATABASE_URL` (default: the local server's `voxpersona` database),
+    /// `DATABASE_CA_BUNDLE` (optional PEM path) and `DATABASE_POOL_SIZE` (default 4).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let url = config::or_default("DATABASE_URL", DEFAULT_DATABASE_URL)?;
+        let mut cfg = Self::from_url(&url).map_err(|e| ConfigError::Invalid {
+            var: "DATABASE_URL",
+            reason: e.to_string(),
+        })?;
+        cfg.ca_bundle = config::optional("DATABASE_CA_BUNDLE")?.map(PathBuf::from);
+        cfg.pool_size = config::parsed_or("DATABASE_POOL_SIZE", 4usize)?;
+        if cfg.pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                var: "DATABASE_POOL_SIZE",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Settings for a connection string, with no CA bundle and the default pool size.
+    pub fn from_url(url: &str) -> Result<Self, tokio_postgres::Error> {
+        let mut pg = tokio_postgres::Config::from_str(url)?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("voxpersona");
+        }
+        Ok(Self {
+            pg,
+            ca_bundle: None,
+            pool_size: 4,
+        })
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_dbname(&self, dbname: &str) -> Self {
+        let mut other = self.clone();
+        other.pg.dbname(dbname);
+        other
+    }
+
+    /// The database name (PostgreSQL's default is the user name).
+    pub fn dbname(&self) -> String {
+        self.pg
+            .get_dbname()
+            .or(self.pg.get_user())
+            .unwrap_or("postgres")
+            .to_owned()
+    }
+
+    fn tls(&self) -> Result<MakeRustlsConnect> {
+        let tls_err = |reason: String| Error::Tls { reason };
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_bundle {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| tls_err(format!("cannot read {}: {e}", path.display())))?;
+                for cert in certs {
+                    let cert =
+                        cert.map_err(|e| tls_err(format!("bad PEM in {}: {e}", path.display())))?;
+                    roots.add(cert).map_err(|e| {
+                        tls_err(format!("bad certificate in {}: {e}", path.display()))
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(tls_err(format!("{} holds no certificate", path.display())));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(tls))
+    }
+
+    /// One connection outside any pool (migrations, administration). The connection task
+    /// runs on the current runtime and ends when the client is dropped.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        let (client, connection) = self.pg.connect(self.tls()?).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+}
+
+/// A pool of connections, built once per cold start and reused across warm invocations.
+#[derive(Clone, Debug)]
+pub struct PgPool {
+    pool: Pool,
+}
+
+impl PgPool {
+    /// Builds the pool; connections are opened lazily on first use.
+    pub fn new(cfg: &DbConfig) -> Result<Self> {
+        let manager = Manager::from_config(
+            cfg.pg.clone(),
+            cfg.tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(15)))
+            .build()
+            .map_err(|e| Error::PoolSetup {
+                reason: e.to_string(),
+            })?;
+        Ok(Self { pool })
+    }
+
+    /// A connection from the pool (opened if none is idle).
+    pub async fn get(&self) -> Result<Connection> {
+        self.pool.get().await.map_err(Error::Pool)
+    }
+}

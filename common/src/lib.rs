@@ -1,0 +1,14 @@
+//! VoxPersona's domain and the adapters every function shares.
+//!
+//! Handlers in `functions/` decode events and delegate here; nothing in this crate knows
+//! about Lambda. Heavy adapters (ONNX Runtime, the vector index, AWS clients) live behind
+//! cargo features so that each function links only what it uses.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: starts what the tests need, then runs every test of the workspace.
+# Each test gets its own PostgreSQL database cloned from a migrated template.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash infra/local/postgres.sh
+
+# Databases left behind by test runs that were killed before they could drop them.
+psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'vox\_test\_%' OR datname LIKE 'vox\_empty\_%'" |
+  while read -r db; do
+    [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+
+exec cargo test --workspace "$@"

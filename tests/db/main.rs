@@ -1,0 +1,9 @@
+//! Integration tests of `common::db` against a real PostgreSQL, each in its own database.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod audits;
+mod migrations;
+mod persist;
+mod reference;
+mod support;
+mod transcriptions;
