@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use common::db::audit::{self, AuditSubmission, ReportBody, ReportInput, TranscriptionSource};
-use common::db::transcription::{NewTranscription, Segment};
+use common::db::transcription::NewTranscription;
 use common::db::{DbConfig, PgPool};
 use common::domain::AuditMeta;
 use vox_tests::TestDb;
@@ -89,18 +89,6 @@ fn text(seed: u64, chars: usize) -> String {
 
 fn submission(n: u64) -> AuditSubmission {
     let transcript = text(n, 60_000);
-    let segments = (0..120)
-        .map(|i| Segment {
-            start_ms: i * 10_000,
-            end_ms: (i + 1) * 10_000,
-            text: transcript
-                .chars()
-                .skip(i as usize * 500)
-                .take(500)
-                .collect(),
-            speaker: None,
-        })
-        .collect();
     let narrative = |pass: i16, seed: u64| ReportInput {
         pass,
         title: Some(format!("Раздел {pass}")),
@@ -131,7 +119,9 @@ fn submission(n: u64) -> AuditSubmission {
             audio_seconds: Some(1200.0),
             model_id: Some("bench".into()),
             date: None,
-            segments,
+            // The workload: the transcript itself; its segments are stored by
+            // the transcribe stage in a transaction of their own.
+            segments: Vec::new(),
         }),
         reports: vec![
             narrative(1, n * 3 + 1),
@@ -165,7 +155,10 @@ async fn persist_rate(
     seconds: u64,
     run: &str,
 ) -> Result<f64> {
-    let pool = Arc::new(PgPool::new(&DbConfig { pool_size: clients, ..cfg.clone() })?);
+    let pool = Arc::new(PgPool::new(&DbConfig {
+        pool_size: clients,
+        ..cfg.clone()
+    })?);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -250,7 +243,8 @@ async fn main() -> Result<()> {
     for clients in [1usize, 4] {
         // Warm up connections and plans.
         persist_rate(&db.cfg, &inputs, clients, 1, &format!("warm{clients}")).await?;
-        let rate = persist_rate(&db.cfg, &inputs, clients, seconds, &format!("run{clients}")).await?;
+        let rate =
+            persist_rate(&db.cfg, &inputs, clients, seconds, &format!("run{clients}")).await?;
         let tps = pgbench(bench_db.name(), clients, seconds)?;
         println!("{clients:>8} {rate:>12.1} {tps:>12.1} {:>8.2}", rate / tps);
     }

@@ -1,9 +1,12 @@
 //! Audits (stored reports): persisting one analysis job's reports in one transaction, and
 //! reading them back with everything users filter by.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 
 use super::reference::{self, Named, Road};
 use super::transcription::{self, NewTranscription};
@@ -161,8 +164,11 @@ pub async fn persist_in(
         match s.meta.place.as_deref() {
             None => Ok(None),
             Some(place) => {
-                let building_type = place_building_type(tx, &road, s.place_building.as_deref()).await?;
-                reference::get_or_create_place(tx, place, &building_type).await.map(Some)
+                let building_type =
+                    place_building_type(tx, &road, s.place_building.as_deref()).await?;
+                reference::get_or_create_place(tx, place, &building_type)
+                    .await
+                    .map(Some)
             }
         }
     };
@@ -181,52 +187,88 @@ pub async fn persist_in(
     let (employee_id, place_id, zone_ids, city_id, client_id, transcription_id) = tokio::try_join!(
         optional_name(tx, Named::Employee, s.meta.employee.as_deref()),
         place,
-        futures::future::try_join_all(zones.iter().map(|z| reference::get_or_create(tx, Named::Zone, z))),
+        futures::future::try_join_all(zones.iter().map(|z| reference::get_or_create(
+            tx,
+            Named::Zone,
+            z
+        ))),
         optional_name(tx, Named::City, s.meta.city.as_deref()),
         optional_name(tx, Named::Client, s.meta.client.as_deref()),
         transcription,
     )?;
-    checkpoint(PersistStep::Employee)?;
-    if let Some(place_id) = place_id {
-        reference::link_place_zones(tx, place_id, &zone_ids).await?;
+    let link_zones = async {
+        match place_id {
+            Some(place_id) => reference::link_place_zones(tx, place_id, &zone_ids).await,
+            None => Ok(()),
+        }
+    };
+    for step in [
+        PersistStep::Employee,
+        PersistStep::Place,
+        PersistStep::Zones,
+        PersistStep::City,
+        PersistStep::Client,
+        PersistStep::Transcription,
+    ] {
+        checkpoint(step)?;
     }
-    checkpoint(PersistStep::Place)?;
-    checkpoint(PersistStep::Zones)?;
-    checkpoint(PersistStep::City)?;
-    checkpoint(PersistStep::Client)?;
-    checkpoint(PersistStep::Transcription)?;
 
     let passes: Vec<i16> = s.reports.iter().map(|r| r.pass).collect();
     let stale = tx.prepare_cached(DELETE_STALE_PASSES).await?;
     let upsert = tx.prepare_cached(UPSERT_AUDIT).await?;
     let delete_stale = async {
-        tx.execute(&stale, &[&transcription_id, &road.report_type_id, &road.building_id, &passes])
-            .await
-            .map_err(Error::from)
+        tx.execute(
+            &stale,
+            &[
+                &transcription_id,
+                &road.report_type_id,
+                &road.building_id,
+                &passes,
+            ],
+        )
+        .await
+        .map_err(Error::from)
     };
     // In pass order, so that two workers on the same job lock rows in the same order.
     let mut order: Vec<&ReportInput> = s.reports.iter().collect();
     order.sort_by_key(|r| r.pass);
     let ids = futures::future::try_join_all(order.into_iter().map(|report| {
-        upsert_audit(tx, &upsert, report, &road, s, [employee_id, client_id, place_id, city_id], transcription_id)
+        upsert_audit(
+            tx,
+            &upsert,
+            report,
+            &road,
+            s,
+            [employee_id, client_id, place_id, city_id],
+            transcription_id,
+        )
     }));
-    let (_stale, ids_by_pass) = tokio::try_join!(delete_stale, ids)?;
+    let ((), _stale, ids_by_pass) = tokio::try_join!(link_zones, delete_stale, ids)?;
     // Back to the order the reports were given in.
     let audit_ids: Vec<i64> = s
         .reports
         .iter()
-        .map(|r| ids_by_pass.iter().find(|(pass, _)| *pass == r.pass).map_or(0, |(_, id)| *id))
+        .map(|r| {
+            ids_by_pass
+                .iter()
+                .find(|(pass, _)| *pass == r.pass)
+                .map_or(0, |(_, id)| *id)
+        })
         .collect();
     let zones_stmt = tx.prepare_cached(REPLACE_AUDIT_ZONES).await?;
-    tx.execute(&zones_stmt, &[&audit_ids, &zone_ids]).await?;
-    checkpoint(PersistStep::Audits)?;
-
     let road_stmt = tx.prepare_cached(INSERT_USER_ROAD).await?;
-    tx.execute(
-        &road_stmt,
-        &[&audit_ids, &road.scenario_id, &road.report_type_id, &road.building_id],
-    )
-    .await?;
+    let zone_params: [&(dyn ToSql + Sync); 2] = [&audit_ids, &zone_ids];
+    let road_params: [&(dyn ToSql + Sync); 4] = [
+        &audit_ids,
+        &road.scenario_id,
+        &road.report_type_id,
+        &road.building_id,
+    ];
+    tokio::try_join!(
+        tx.execute(&zones_stmt, &zone_params),
+        tx.execute(&road_stmt, &road_params),
+    )?;
+    checkpoint(PersistStep::Audits)?;
     checkpoint(PersistStep::UserRoad)?;
 
     Ok(PersistedAudits {
@@ -472,7 +514,7 @@ LEFT JOIN client c ON c.client_id = a.client_id
 LEFT JOIN place p ON p.place_id = a.place_id
 LEFT JOIN city ci ON ci.city_id = a.city_id";
 
-fn list_sql() -> String {
+static LIST_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{SELECT_AUDIT}
 WHERE (s.scenario_name = $1 OR s.code = $1)
@@ -486,7 +528,10 @@ WHERE (s.scenario_name = $1 OR s.code = $1)
 ORDER BY a.audit_id DESC
 LIMIT $8"
     )
-}
+});
+
+static GET_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("{SELECT_AUDIT}\nWHERE a.audit_id = $1"));
 
 /// Audits of a scenario matching the filter, newest first, `limit` (1-1000) per page.
 pub async fn list(
@@ -509,7 +554,7 @@ pub async fn list(
             reason: format!("{from} is after date_to {to}"),
         });
     }
-    let stmt = client.prepare_cached(&list_sql()).await?;
+    let stmt = client.prepare_cached(&LIST_SQL).await?;
     // One extra row tells whether another page exists.
     let fetch = i64::from(limit) + 1;
     let rows = client
@@ -580,9 +625,7 @@ async fn check_filter_names(client: &impl GenericClient, filter: &AuditFilter) -
 
 /// One audit by id.
 pub async fn get(client: &impl GenericClient, audit_id: i64) -> Result<Option<AuditRow>> {
-    let stmt = client
-        .prepare_cached(&format!("{SELECT_AUDIT}\nWHERE a.audit_id = $1"))
-        .await?;
+    let stmt = client.prepare_cached(&GET_SQL).await?;
     Ok(client
         .query_opt(&stmt, &[&audit_id])
         .await?
