@@ -55,6 +55,46 @@ pub enum Error {
         details: String,
     },
 
+    #[error("S3 object s3://{bucket}/{key} does not exist")]
+    ObjectNotFound { bucket: String, key: String },
+
+    #[error("S3 object s3://{bucket}/{key} is over the {limit} byte limit")]
+    ObjectTooLarge {
+        bucket: String,
+        key: String,
+        limit: u64,
+    },
+
+    #[error("S3 request for s3://{bucket}/{key} failed")]
+    Storage {
+        bucket: String,
+        key: String,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
+
+    #[error("SQS request to {queue} failed")]
+    Queue {
+        queue: String,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
+
+    #[error("malformed event: {reason}")]
+    BadEvent { reason: String },
+
+    #[error("file {path} could not be read or written")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the lease on recording {recording_id} was lost to another worker")]
+    LeaseLost { recording_id: i64 },
+
     #[error("injected fault at {step}")]
     Injected { step: &'static str },
 }
@@ -64,14 +104,15 @@ impl Error {
     /// serialization failure), as opposed to input that will always be rejected.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Pool(_) | Error::Injected { .. } => true,
+            Error::Pool(_) | Error::Injected { .. } | Error::LeaseLost { .. } => true,
             Error::Db(e) => e.code().is_none_or(|code| {
                 // Class 08 connection exceptions, 40 transaction rollbacks (serialization
                 // failures, deadlocks), 53 insufficient resources, 57 operator intervention.
                 let class = &code.code()[..2];
                 matches!(class, "08" | "40" | "53" | "57")
             }),
-            Error::Migration(_) => true,
+            Error::Migration(_) | Error::Io { .. } => true,
+            Error::Storage { retryable, .. } | Error::Queue { retryable, .. } => *retryable,
             _ => false,
         }
     }

@@ -4,11 +4,19 @@
 //! about Lambda. Heavy adapters (ONNX Runtime, the vector index, AWS clients) live behind
 //! cargo features so that each function links only what it uses.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "aws")]
+pub mod events;
 pub mod metrics;
+#[cfg(feature = "aws")]
+pub mod queue;
+#[cfg(feature = "aws")]
+pub mod storage;
 pub mod telemetry;
 
 pub use error::{Error, Result};

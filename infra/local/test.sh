@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 bash infra/local/postgres.sh
+# S3 and SQS: the emulator (installs its venv on first use); each test makes its own bucket
+# and queues.
+VOX_TEST_MOTO_URL=$(bash infra/local/moto.sh start)
+export VOX_TEST_MOTO_URL
 
 # Databases left behind by test runs that were killed before they could drop them.
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc \

@@ -4,6 +4,7 @@
 mod audits;
 mod migrations;
 mod persist;
+mod recordings;
 mod reference;
 mod support;
 mod transcriptions;

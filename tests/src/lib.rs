@@ -5,6 +5,8 @@
 //! so a half-built template is never cloned. Each test's database is dropped when its
 //! [`TestDb`] is.
 
+pub mod aws;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -115,7 +117,8 @@ impl Drop for TestDb {
     }
 }
 
-fn unique_name(prefix: &str) -> String {
+/// A name no other test (in any process) uses.
+pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod migrate;
+pub mod recording;
 pub mod reference;
 pub mod transcription;
 

@@ -1,0 +1,164 @@
+//! S3 notifications as they reach the transcribe function: wrapped in SQS messages, or as
+//! direct S3 events. Tolerant of what emulators leave out (sequencer, version, identities),
+//! strict about what we need (bucket, key, ETag).
+
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// A created object named by a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectCreated {
+    pub bucket: String,
+    /// Decoded (`+` is a space, `%XX` are UTF-8 bytes).
+    pub key: String,
+    pub size: Option<u64>,
+    /// Without quotes.
+    pub etag: String,
+    /// Empty when the bucket is not versioned.
+    pub version_id: String,
+    /// E.g. `ObjectCreated:Put`, `ObjectCreated:CompleteMultipartUpload`.
+    pub event_name: String,
+}
+
+/// What one notification body holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// `s3:TestEvent`, sent when a notification configuration is set: nothing to do.
+    Test,
+    /// Created objects (other event kinds in the same body are left out).
+    Objects(Vec<ObjectCreated>),
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(rename = "Event")]
+    event: Option<String>,
+    #[serde(rename = "Records")]
+    records: Option<Vec<Record>>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "eventName", default)]
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: BucketEntity,
+    object: ObjectEntity,
+}
+
+#[derive(Deserialize)]
+struct BucketEntity {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct ObjectEntity {
+    key: String,
+    size: Option<u64>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
+    #[serde(rename = "versionId")]
+    version_id: Option<String>,
+}
+
+/// Parses the JSON of an S3 notification (the body of an SQS message, or a direct event).
+pub fn parse_notification(json: &str) -> Result<Notification> {
+    let bad = |reason: String| Error::BadEvent { reason };
+    let body: Body =
+        serde_json::from_str(json).map_err(|e| bad(format!("not an S3 notification: {e}")))?;
+    if body.event.as_deref() == Some("s3:TestEvent") {
+        return Ok(Notification::Test);
+    }
+    let records = body
+        .records
+        .ok_or_else(|| bad("no Records in the notification".into()))?;
+    let mut objects = Vec::with_capacity(records.len());
+    for r in records {
+        // Deletions and other kinds may share a queue with creations; they are not ours.
+        if !r.event_name.starts_with("ObjectCreated:") {
+            continue;
+        }
+        let key = decode_key(&r.s3.object.key)?;
+        let etag =
+            r.s3.object
+                .etag
+                .filter(|e| !e.is_empty())
+                .ok_or_else(|| bad(format!("object {key} has no eTag")))?;
+        objects.push(ObjectCreated {
+            bucket: r.s3.bucket.name,
+            key,
+            size: r.s3.object.size,
+            etag: etag.trim_matches('"').to_owned(),
+            version_id: r.s3.object.version_id.unwrap_or_default(),
+            event_name: r.event_name,
+        });
+    }
+    Ok(Notification::Objects(objects))
+}
+
+/// Decodes an object key as S3 notifications encode it: `+` is a space, `%XX` a byte.
+pub fn decode_key(raw: &str) -> Result<String> {
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|e| Error::BadEvent {
+            reason: format!("object key {raw:?} is not UTF-8 once decoded: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // As an emulator delivered them (see infra/local/MOTO.md).
+    const PUT: &str = r#"{"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-central-1", "eventTime": "2026-11-27T20:52:14.252Z", "eventName": "ObjectCreated:Put", "s3": {"s3SchemaVersion": "1.0", "configurationId": "transcribe", "bucket": {"name": "vox-audio", "arn": "arn:aws:s3:::vox-audio"}, "object": {"key": "%D0%B0%D1%83%D0%B4%D0%B8%D1%82+1%2F%D0%B7%D0%B0%D0%BF%D0%B8%D1%81%D1%8C+%D1%91.ogg", "size": 1004, "eTag": "de73644a7f88c4c2732938c6637de795"}}}]}"#;
+
+    #[test]
+    fn keys_are_decoded_with_plus_as_space() {
+        let Notification::Objects(objects) = parse_notification(PUT).unwrap() else {
+            panic!()
+        };
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].key, "аудит 1/запись ё.ogg");
+        assert_eq!(objects[0].bucket, "vox-audio");
+        assert_eq!(objects[0].etag, "de73644a7f88c4c2732938c6637de795");
+        assert_eq!(objects[0].size, Some(1004));
+        assert_eq!(objects[0].version_id, "");
+        assert_eq!(decode_key("a%2Bb+c").unwrap(), "a+b c");
+    }
+
+    #[test]
+    fn test_events_and_other_kinds_are_nothing_to_do() {
+        let test = r#"{"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-27T20:52:14Z", "Bucket": "vox-audio"}"#;
+        assert_eq!(parse_notification(test).unwrap(), Notification::Test);
+        let removed = PUT.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
+        assert_eq!(
+            parse_notification(&removed).unwrap(),
+            Notification::Objects(vec![])
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors_saying_what_is_wrong() {
+        let err = parse_notification("hello").unwrap_err().to_string();
+        assert!(err.contains("not an S3 notification"), "{err}");
+        let err = parse_notification("{}").unwrap_err().to_string();
+        assert!(err.contains("no Records"), "{err}");
+        let err =
+            parse_notification(&PUT.replace(r#", "eTag": "de73644a7f88c4c2732938c6637de795""#, ""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("has no eTag"), "{err}");
+        let err = parse_notification(&PUT.replace("%D1%91.ogg", "%FF.ogg"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! S3: the recordings bucket (and later index snapshots), with methods named in the
+//! domain's words. Objects are streamed, never held whole in memory.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::io::AsyncWriteExt;
+
+use crate::{Error, Result};
+
+/// What S3 knows about an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    /// Without quotes.
+    pub etag: String,
+    pub version_id: Option<String>,
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`), keys lower-case without the prefix.
+    pub metadata: HashMap<String, String>,
+}
+
+/// The S3 adapter, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    pub fn new(sdk: &SdkConfig, path_style: bool) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(config),
+        }
+    }
+
+    /// Size, ETag, version and metadata of an object; [`Error::ObjectNotFound`] if missing.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_not_found()) {
+                    Error::ObjectNotFound {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }
+                } else {
+                    storage_error(bucket, key, e)
+                }
+            })?;
+        Ok(ObjectHead {
+            size: out
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            etag: out.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+            version_id: out.version_id().map(str::to_owned),
+            content_type: out.content_type().map(str::to_owned),
+            metadata: out
+                .metadata()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Streams an object into `dest` (created or truncated), stopping with
+    /// [`Error::ObjectTooLarge`] as soon as it passes `max_bytes`, whatever its header said.
+    /// Returns the number of bytes written.
+    pub async fn download_to(
+        &self,
+        bucket: &str,
+        key: &str,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<u64> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    Error::ObjectNotFound {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                    }
+                } else {
+                    storage_error(bucket, key, e)
+                }
+            })?;
+        let mut body = out.body;
+        let io = |e: std::io::Error| Error::Io {
+            path: dest.display().to_string(),
+            source: e,
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut written = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| Error::Storage {
+            bucket: bucket.into(),
+            key: key.into(),
+            retryable: true,
+            source: Box::new(e),
+        })? {
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                return Err(Error::ObjectTooLarge {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    limit: max_bytes,
+                });
+            }
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(written)
+    }
+
+    /// Uploads bytes with a content type and user metadata; returns the ETag.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        content_type: &str,
+        metadata: &HashMap<String, String>,
+    ) -> Result<String> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .content_type(content_type)
+            .set_metadata(Some(metadata.clone()))
+            .send()
+            .await
+            .map_err(|e| storage_error(bucket, key, e))?;
+        Ok(out.e_tag().unwrap_or_default().trim_matches('"').to_owned())
+    }
+
+    /// Uploads a local file, streaming it.
+    pub async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        content_type: &str,
+        metadata: &HashMap<String, String>,
+    ) -> Result<String> {
+        let body = ByteStream::from_path(path).await.map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        self.put(bucket, key, body, content_type, metadata).await
+    }
+
+    /// The underlying client, for local setup (buckets, notifications).
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+}
+
+fn storage_error<E, R>(bucket: &str, key: &str, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(s) => {
+            matches!(
+                s.err().code(),
+                Some("SlowDown" | "InternalError" | "ServiceUnavailable" | "RequestTimeout")
+            )
+        }
+        _ => false,
+    };
+    Error::Storage {
+        bucket: bucket.into(),
+        key: key.into(),
+        retryable,
+        source: Box::new(e),
+    }
+}

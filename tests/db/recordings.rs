@@ -1,0 +1,231 @@
+use std::time::Duration;
+
+use common::db::recording::{self, Claim, ObjectIdentity};
+use serde_json::json;
+use vox_tests::TestDb;
+
+fn object(key: &str) -> ObjectIdentity {
+    ObjectIdentity {
+        bucket: "audio".into(),
+        key: key.into(),
+        etag: "e1".into(),
+        version_id: String::new(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(600);
+
+#[tokio::test]
+async fn a_first_claim_creates_the_recording_and_a_second_worker_is_told_to_wait() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+
+    let first = recording::claim(&conn, &object("a.ogg"), "w1", LEASE, 5)
+        .await
+        .unwrap();
+    let second = recording::claim(&conn, &object("a.ogg"), "w2", LEASE, 5)
+        .await
+        .unwrap();
+
+    let Claim::Claimed {
+        recording_id,
+        attempts,
+        ..
+    } = first
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(attempts, 1);
+    assert!(
+        matches!(second, Claim::Busy { recording_id: id, .. } if id == recording_id),
+        "{second:?}"
+    );
+    let row = recording::get(&conn, recording_id).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("transcribing", 1));
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_counts_an_attempt() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    recording::claim(&conn, &object("a.ogg"), "w1", Duration::from_millis(1), 5)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let taken = recording::claim(&conn, &object("a.ogg"), "w2", LEASE, 5)
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(taken, Claim::Claimed { attempts: 2, .. }),
+        "{taken:?}"
+    );
+    let Claim::Claimed { recording_id, .. } = taken else {
+        unreachable!()
+    };
+    // The first worker's progress reports now fail: it must stop.
+    assert!(
+        !recording::report_progress(&conn, recording_id, "w1", "x", 0.5, LEASE)
+            .await
+            .unwrap()
+    );
+    assert!(
+        recording::report_progress(&conn, recording_id, "w2", "window 1/3", 0.33, LEASE)
+            .await
+            .unwrap()
+    );
+    let row = recording::get(&conn, recording_id).await.unwrap().unwrap();
+    assert_eq!(row.stage.as_deref(), Some("window 1/3"));
+}
+
+#[tokio::test]
+async fn a_finished_recording_is_done_and_a_failed_one_keeps_its_reason() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let Claim::Claimed {
+        recording_id: done, ..
+    } = recording::claim(&conn, &object("done.ogg"), "w1", LEASE, 5)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    recording::finish_transcription(&conn, done, "w1")
+        .await
+        .unwrap();
+    let Claim::Claimed {
+        recording_id: bad, ..
+    } = recording::claim(&conn, &object("bad.ogg"), "w1", LEASE, 5)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    recording::fail(
+        &conn,
+        bad,
+        "w1",
+        "the file is not audio (it looks like text)",
+    )
+    .await
+    .unwrap();
+
+    let again = recording::claim(&conn, &object("done.ogg"), "w2", LEASE, 5)
+        .await
+        .unwrap();
+    let failed = recording::claim(&conn, &object("bad.ogg"), "w2", LEASE, 5)
+        .await
+        .unwrap();
+
+    assert_eq!(again, Claim::Done { recording_id: done });
+    assert_eq!(
+        failed,
+        Claim::Failed {
+            recording_id: bad,
+            reason: "the file is not audio (it looks like text)".into()
+        }
+    );
+    // Finishing needs the lease.
+    let err = recording::finish_transcription(&conn, done, "w1")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lease"), "{err}");
+}
+
+#[tokio::test]
+async fn a_recording_that_keeps_failing_is_given_up_after_max_attempts() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    for _ in 0..2 {
+        let c = recording::claim(&conn, &object("loop.ogg"), "w", Duration::from_millis(1), 2)
+            .await
+            .unwrap();
+        assert!(matches!(c, Claim::Claimed { .. }), "{c:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let third = recording::claim(&conn, &object("loop.ogg"), "w", LEASE, 2)
+        .await
+        .unwrap();
+
+    assert!(
+        matches!(&third, Claim::Failed { reason, .. } if reason == "gave up after 2 attempts"),
+        "{third:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_intent_is_adopted_with_its_metadata() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let intent: i64 = conn
+        .query_one(
+            "INSERT INTO recording (bucket, object_key, status, metadata)
+             VALUES ('audio', 'up.ogg', 'awaiting_upload', '{\"scenario\": \"design\"}')
+             RETURNING recording_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    let claim = recording::claim(&conn, &object("up.ogg"), "w", LEASE, 5)
+        .await
+        .unwrap();
+
+    let Claim::Claimed {
+        recording_id,
+        metadata,
+        ..
+    } = claim
+    else {
+        panic!("{claim:?}")
+    };
+    assert_eq!(recording_id, intent);
+    assert_eq!(metadata, json!({"scenario": "design"}));
+    // Object metadata does not overwrite what the user confirmed.
+    recording::set_object_info(
+        &conn,
+        intent,
+        1234,
+        Some("audio/ogg"),
+        &json!({"scenario": "interview"}),
+    )
+    .await
+    .unwrap();
+    let row = recording::get(&conn, intent).await.unwrap().unwrap();
+    assert_eq!(
+        (row.metadata, row.size_bytes, row.etag),
+        (json!({"scenario": "design"}), Some(1234), "e1".into())
+    );
+}
+
+#[tokio::test]
+async fn two_workers_racing_for_one_recording_get_one_claim() {
+    let db = TestDb::new().await.unwrap();
+    let (a, b) = (db.pool.get().await.unwrap(), db.pool.get().await.unwrap());
+    let obj = object("race.ogg");
+
+    let (ra, rb) = tokio::join!(
+        recording::claim(&a, &obj, "a", LEASE, 5),
+        recording::claim(&b, &obj, "b", LEASE, 5)
+    );
+
+    let claims = [ra.unwrap(), rb.unwrap()];
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, Claim::Claimed { .. }))
+        .count();
+    let busy = claims
+        .iter()
+        .filter(|c| matches!(c, Claim::Busy { .. }))
+        .count();
+    assert_eq!((won, busy), (1, 1), "{claims:?}");
+    let n: i64 = a
+        .query_one("SELECT count(*) FROM recording", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
