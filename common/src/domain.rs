@@ -114,3 +114,228 @@ mod tests {
         assert_eq!(canonical_building("склад"), None);
     }
 }
+
+/// Metadata of a recording as captured at upload: from the upload intent (confirmed by the
+/// user) or from the object's `x-amz-meta-*` headers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingMetadata {
+    /// `design` or `interview` (or the stored names).
+    pub scenario: Option<String>,
+    /// Building type of the place: `hotel`, `restaurant`, `spa` (or a word for one).
+    pub building: Option<String>,
+    /// Report type ids to produce; empty means every report type valid for the scenario and
+    /// building.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report_types: Vec<String>,
+    pub employee: Option<String>,
+    pub place: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    pub city: Option<String>,
+    pub client: Option<String>,
+    pub date: Option<NaiveDate>,
+    /// The auditor's own sequence number of the recording.
+    pub number: Option<i32>,
+    /// `ru` or `en`; detected when absent.
+    pub language: Option<String>,
+}
+
+/// A metadata field that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metadata field {field} is not valid: {reason}")]
+pub struct MetadataError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl RecordingMetadata {
+    /// Reads S3 user metadata (keys without `x-amz-meta-`, any case). Values may be
+    /// percent-encoded UTF-8 (S3 headers are ASCII); lists are comma-separated.
+    pub fn from_object_metadata<'a>(
+        pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<Self, MetadataError> {
+        let mut meta = RecordingMetadata::default();
+        for (key, raw) in pairs {
+            let key = key.to_lowercase().replace('_', "-");
+            let value = percent_decode(raw).map_err(|reason| MetadataError {
+                field: field_name(&key),
+                reason,
+            })?;
+            let text = normalize_text(&value);
+            let list = || {
+                value
+                    .split(',')
+                    .filter_map(normalize_text)
+                    .collect::<Vec<_>>()
+            };
+            match key.as_str() {
+                "scenario" => meta.scenario = text,
+                "building" => meta.building = text,
+                "report-types" | "report-type" => meta.report_types = list(),
+                "employee" => meta.employee = text,
+                "place" => meta.place = text,
+                "zones" | "zone" => meta.zones = list(),
+                "city" => meta.city = text,
+                "client" => meta.client = text,
+                "language" => meta.language = text,
+                "date" => {
+                    meta.date = text
+                        .map(|d| {
+                            NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|e| MetadataError {
+                                field: "date",
+                                reason: format!("{d:?} is not a YYYY-MM-DD date: {e}"),
+                            })
+                        })
+                        .transpose()?;
+                }
+                "number" => {
+                    meta.number = text
+                        .map(|n| {
+                            n.parse::<i32>().map_err(|_| MetadataError {
+                                field: "number",
+                                reason: format!("{n:?} is not a whole number"),
+                            })
+                        })
+                        .transpose()?;
+                }
+                // Headers S3 clients add on their own are not ours to judge.
+                _ => {}
+            }
+        }
+        meta.validate()?;
+        Ok(meta)
+    }
+
+    /// Checks the values whose vocabulary is fixed.
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if let Some(s) = self.scenario.as_deref()
+            && canonical_scenario(s).is_none()
+        {
+            return Err(MetadataError {
+                field: "scenario",
+                reason: format!("{s:?} is neither design (Дизайн) nor interview (Интервью)"),
+            });
+        }
+        if let Some(b) = self.building.as_deref()
+            && canonical_building(b).is_none_or(|c| c == "non-building")
+        {
+            return Err(MetadataError {
+                field: "building",
+                reason: format!("{b:?} is not a hotel, restaurant or spa"),
+            });
+        }
+        if let Some(l) = self.language.as_deref()
+            && !matches!(l, "ru" | "en")
+        {
+            return Err(MetadataError {
+                field: "language",
+                reason: format!("{l:?} is not ru or en"),
+            });
+        }
+        if self.number.is_some_and(|n| n < 0) {
+            return Err(MetadataError {
+                field: "number",
+                reason: "must not be negative".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `design` or `interview` for the words users type.
+pub fn canonical_scenario(raw: &str) -> Option<&'static str> {
+    match raw.trim().to_lowercase().as_str() {
+        "design" | "дизайн" | "дизайн-аудит" | "аудит" => Some("design"),
+        "interview" | "интервью" => Some("interview"),
+        _ => None,
+    }
+}
+
+fn normalize_text(s: &str) -> Option<String> {
+    let t = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!t.is_empty()).then_some(t)
+}
+
+fn percent_decode(raw: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "not UTF-8 once percent-decoded".to_owned())
+}
+
+fn field_name(key: &str) -> &'static str {
+    match key {
+        "scenario" => "scenario",
+        "building" => "building",
+        "report-types" | "report-type" => "report_types",
+        "employee" => "employee",
+        "place" => "place",
+        "zones" | "zone" => "zones",
+        "city" => "city",
+        "client" => "client",
+        "date" => "date",
+        "number" => "number",
+        "language" => "language",
+        _ => "metadata",
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<RecordingMetadata, MetadataError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        RecordingMetadata::from_object_metadata(&map)
+    }
+
+    #[test]
+    fn object_metadata_is_decoded_and_split() {
+        let meta = parse(&[
+            ("Scenario", "design"),
+            ("building", "%D0%BE%D1%82%D0%B5%D0%BB%D1%8C"),
+            ("report-types", "structured-audit, audit-compliance"),
+            ("zones", "%D0%9B%D0%BE%D0%B1%D0%B1%D0%B8,spa"),
+            ("date", "2026-03-14"),
+            ("number", "12"),
+            ("x-unrelated", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(meta.scenario.as_deref(), Some("design"));
+        assert_eq!(meta.building.as_deref(), Some("отель"));
+        assert_eq!(
+            meta.report_types,
+            vec!["structured-audit", "audit-compliance"]
+        );
+        assert_eq!(meta.zones, vec!["Лобби", "spa"]);
+        assert_eq!(meta.date, NaiveDate::from_ymd_opt(2026, 3, 14));
+        assert_eq!(meta.number, Some(12));
+    }
+
+    #[test]
+    fn malformed_metadata_names_the_field() {
+        assert_eq!(parse(&[("date", "14.03.2026")]).unwrap_err().field, "date");
+        assert_eq!(
+            parse(&[("number", "двенадцать")]).unwrap_err().field,
+            "number"
+        );
+        assert_eq!(
+            parse(&[("scenario", "audit-trail")]).unwrap_err().field,
+            "scenario"
+        );
+        assert_eq!(
+            parse(&[("building", "casino")]).unwrap_err().field,
+            "building"
+        );
+        assert_eq!(parse(&[("language", "de")]).unwrap_err().field, "language");
+        assert_eq!(parse(&[("city", "%FF%FE")]).unwrap_err().field, "city");
+        let err = parse(&[("date", "yesterday")]).unwrap_err().to_string();
+        assert!(err.starts_with("metadata field date is not valid"), "{err}");
+    }
+}

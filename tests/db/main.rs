@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod audits;
+mod jobs;
 mod migrations;
 mod persist;
 mod recordings;

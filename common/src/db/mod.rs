@@ -5,6 +5,7 @@
 //! are always verified, against `DATABASE_CA_BUNDLE` (a PEM file, e.g. the RDS bundle) or the
 //! Mozilla roots.
 
+pub mod analysis_job;
 pub mod audit;
 pub mod migrate;
 pub mod recording;
