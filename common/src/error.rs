@@ -95,6 +95,20 @@ pub enum Error {
     #[error("the lease on recording {recording_id} was lost to another worker")]
     LeaseLost { recording_id: i64 },
 
+    #[error("recording {recording_id} is being processed by another worker until {until}")]
+    Busy { recording_id: i64, until: String },
+
+    #[error("the recording cannot be transcribed: {reason}")]
+    BadAudio { reason: String },
+
+    #[error("the speech engine failed: {reason}")]
+    Engine { reason: String },
+
+    #[error(
+        "recording {recording_id} paused before the deadline after {windows} windows; it resumes on redelivery"
+    )]
+    Paused { recording_id: i64, windows: usize },
+
     #[error("injected fault at {step}")]
     Injected { step: &'static str },
 }
@@ -104,7 +118,12 @@ impl Error {
     /// serialization failure), as opposed to input that will always be rejected.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Pool(_) | Error::Injected { .. } | Error::LeaseLost { .. } => true,
+            Error::Pool(_)
+            | Error::Injected { .. }
+            | Error::LeaseLost { .. }
+            | Error::Busy { .. }
+            | Error::Paused { .. }
+            | Error::Engine { .. } => true,
             Error::Db(e) => e.code().is_none_or(|code| {
                 // Class 08 connection exceptions, 40 transaction rollbacks (serialization
                 // failures, deadlocks), 53 insufficient resources, 57 operator intervention.

@@ -18,5 +18,7 @@ pub mod queue;
 #[cfg(feature = "aws")]
 pub mod storage;
 pub mod telemetry;
+#[cfg(feature = "transcribe")]
+pub mod transcribe;
 
 pub use error::{Error, Result};

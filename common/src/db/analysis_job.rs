@@ -109,3 +109,35 @@ pub async fn create_for_transcription(
     }
     Ok(jobs)
 }
+
+/// Jobs of a recording not finished yet: what a redelivered notification re-sends when the
+/// transcription was stored but the sending was cut short.
+pub async fn unfinished_for_recording(
+    client: &impl GenericClient,
+    recording_id: i64,
+) -> Result<Vec<JobMessage>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT j.analysis_job_id, j.transcription_id, s.code, rt.code, b.code
+             FROM analysis_job j
+             JOIN report_type rt ON rt.report_type_id = j.report_type_id
+             JOIN scenario s ON s.scenario_id = rt.scenario_id
+             JOIN buildings b ON b.building_id = j.building_id
+             WHERE j.recording_id = $1 AND j.status IN ('queued', 'running')
+             ORDER BY j.analysis_job_id",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&recording_id])
+        .await?
+        .into_iter()
+        .map(|r| JobMessage {
+            analysis_job_id: r.get(0),
+            recording_id: Some(recording_id),
+            transcription_id: r.get(1),
+            scenario: r.get(2),
+            report_type: r.get(3),
+            building: r.get(4),
+        })
+        .collect())
+}

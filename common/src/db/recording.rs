@@ -293,3 +293,88 @@ pub async fn get(client: &impl GenericClient, recording_id: i64) -> Result<Optio
             updated_at: r.get(13),
         }))
 }
+
+/// A finished speech window of a transcription in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SavedWindow {
+    pub seq: i32,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub segments: Vec<super::transcription::Segment>,
+    pub language: Option<String>,
+}
+
+/// Saves a finished window while the lease is ours (false when the lease was lost).
+pub async fn save_window(
+    client: &impl GenericClient,
+    recording_id: i64,
+    owner: &str,
+    w: &SavedWindow,
+) -> Result<bool> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO transcription_window (recording_id, seq, start_ms, end_ms, segments, language)
+             SELECT $1, $3, $4, $5, $6, $7 FROM recording
+             WHERE recording_id = $1 AND lease_owner = $2 AND status = 'transcribing'
+             ON CONFLICT (recording_id, seq) DO UPDATE
+             SET start_ms = EXCLUDED.start_ms, end_ms = EXCLUDED.end_ms,
+                 segments = EXCLUDED.segments, language = EXCLUDED.language",
+        )
+        .await?;
+    let segments = serde_json::to_value(&w.segments).unwrap_or_else(|_| Value::Array(Vec::new()));
+    Ok(client
+        .execute(
+            &stmt,
+            &[
+                &recording_id,
+                &owner,
+                &w.seq,
+                &w.start_ms,
+                &w.end_ms,
+                &segments,
+                &w.language,
+            ],
+        )
+        .await?
+        == 1)
+}
+
+/// The windows saved so far, in order.
+pub async fn saved_windows(
+    client: &impl GenericClient,
+    recording_id: i64,
+) -> Result<Vec<SavedWindow>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT seq, start_ms, end_ms, segments, language FROM transcription_window
+             WHERE recording_id = $1 ORDER BY seq",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&recording_id])
+        .await?
+        .into_iter()
+        .map(|r| {
+            let segments: Value = r.get(3);
+            Ok(SavedWindow {
+                seq: r.get(0),
+                start_ms: r.get(1),
+                end_ms: r.get(2),
+                segments: serde_json::from_value(segments).map_err(|e| Error::InvalidInput {
+                    field: "transcription_window",
+                    reason: e.to_string(),
+                })?,
+                language: r.get(4),
+            })
+        })
+        .collect()
+}
+
+/// Removes the saved windows once the transcription is stored (same transaction).
+pub async fn clear_windows(client: &impl GenericClient, recording_id: i64) -> Result<()> {
+    let stmt = client
+        .prepare_cached("DELETE FROM transcription_window WHERE recording_id = $1")
+        .await?;
+    client.execute(&stmt, &[&recording_id]).await?;
+    Ok(())
+}

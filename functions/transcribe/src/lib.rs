@@ -1,0 +1,184 @@
+//! The transcribe function: decodes S3 notifications (an SQS batch, or a direct S3 event) and
+//! hands each created object to [`common::transcribe::Stage`].
+//!
+//! SQS batches report partial failures: one object that must be retried never fails its
+//! neighbours, and a bad file is recorded as failed (with its reason) and not retried.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use common::events::{Notification, parse_notification};
+use common::transcribe::{Outcome, Stage};
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// What the function was invoked with.
+#[derive(Debug)]
+pub enum Invocation {
+    /// From the SQS event source mapping.
+    Sqs(SqsEvent),
+    /// Directly from S3 (or `cargo lambda invoke` with an S3 event).
+    S3(String),
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "Records", default)]
+    records: Vec<ProbeRecord>,
+}
+
+#[derive(Deserialize)]
+struct ProbeRecord {
+    #[serde(rename = "eventSource", default)]
+    event_source: String,
+}
+
+impl Invocation {
+    /// Tells SQS batches from direct S3 events by their records' `eventSource`.
+    pub fn from_json(payload: Value) -> Result<Self, common::Error> {
+        let probe: Probe =
+            serde_json::from_value(payload.clone()).map_err(|e| common::Error::BadEvent {
+                reason: e.to_string(),
+            })?;
+        match probe.records.first().map(|r| r.event_source.as_str()) {
+            Some("aws:sqs") => serde_json::from_value(payload)
+                .map(Invocation::Sqs)
+                .map_err(|e| common::Error::BadEvent {
+                    reason: format!("malformed SQS event: {e}"),
+                }),
+            // A direct S3 event, or a bare S3 test event (no records).
+            _ => Ok(Invocation::S3(payload.to_string())),
+        }
+    }
+}
+
+/// Handles one invocation; `deadline` is when Lambda stops it.
+pub async fn handle(
+    stage: &Stage,
+    invocation: Invocation,
+    deadline: Instant,
+) -> Result<Value, common::Error> {
+    match invocation {
+        Invocation::Sqs(event) => {
+            let response = handle_sqs(stage, event, deadline).await;
+            Ok(serde_json::to_value(response).unwrap_or(Value::Null))
+        }
+        Invocation::S3(body) => {
+            // Lambda retries a failed asynchronous invocation, so an error is the retry signal.
+            let outcomes = handle_notification(stage, &body, deadline).await?;
+            Ok(serde_json::json!({ "processed": outcomes }))
+        }
+    }
+}
+
+/// Processes every message; the ids of those to retry come back as batch item failures.
+pub async fn handle_sqs(stage: &Stage, event: SqsEvent, deadline: Instant) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let span = info_span!("message", message_id = %id);
+        let body = message.body.unwrap_or_default();
+        let result = handle_notification(stage, &body, deadline)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if matches!(e, common::Error::BadEvent { .. }) => {
+                // Retrying cannot fix a malformed message; the dead-letter queue keeps it.
+                error!(message_id = %id, error = %chain(&e), "malformed message");
+                response.add_failure(id);
+            }
+            Err(e) => {
+                warn!(message_id = %id, error = %chain(&e), "will be retried");
+                response.add_failure(id);
+            }
+        }
+    }
+    response
+}
+
+/// Processes the objects of one notification body.
+async fn handle_notification(
+    stage: &Stage,
+    body: &str,
+    deadline: Instant,
+) -> Result<Vec<String>, common::Error> {
+    let objects = match parse_notification(body)? {
+        Notification::Test => {
+            info!("S3 test event: nothing to do");
+            return Ok(Vec::new());
+        }
+        Notification::Objects(objects) => objects,
+    };
+    let mut outcomes = Vec::with_capacity(objects.len());
+    for object in &objects {
+        let span =
+            info_span!("object", bucket = %object.bucket, key = %object.key, etag = %object.etag);
+        let outcome = stage.process(object, deadline).instrument(span).await?;
+        outcomes.push(describe(&outcome));
+        if let Outcome::Paused {
+            recording_id,
+            windows,
+        } = outcome
+        {
+            // Saved progress is not success: the message must come back to finish the work.
+            return Err(common::Error::Paused {
+                recording_id,
+                windows,
+            });
+        }
+    }
+    Ok(outcomes)
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Transcribed {
+            recording_id,
+            transcription_id,
+            jobs,
+        } => {
+            format!(
+                "recording {recording_id}: transcription {transcription_id}, {} analysis jobs",
+                jobs.len()
+            )
+        }
+        Outcome::AlreadyDone {
+            recording_id,
+            resent,
+        } => {
+            format!("recording {recording_id}: already transcribed, {resent} jobs re-sent")
+        }
+        Outcome::Failed {
+            recording_id,
+            reason,
+        } => format!("recording {recording_id}: failed: {reason}"),
+        Outcome::Paused {
+            recording_id,
+            windows,
+        } => {
+            format!("recording {recording_id}: paused after {windows} windows")
+        }
+    }
+}
+
+/// The deadline of an invocation from Lambda's epoch-milliseconds deadline.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
