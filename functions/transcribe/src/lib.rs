@@ -182,3 +182,56 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../../infra/local/events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sqs_batches_and_direct_s3_events_are_told_apart() {
+        let Invocation::Sqs(batch) =
+            Invocation::from_json(fixture("transcribe-sqs-batch.json")).unwrap()
+        else {
+            panic!("not recognised as an SQS batch")
+        };
+        assert_eq!(batch.records.len(), 2);
+        let bodies: Vec<Notification> = batch
+            .records
+            .iter()
+            .map(|m| parse_notification(m.body.as_deref().unwrap()).unwrap())
+            .collect();
+        assert_eq!(bodies[0], Notification::Test);
+        let Notification::Objects(objects) = &bodies[1] else {
+            panic!()
+        };
+        assert_eq!(objects[0].key, "аудит 1/запись ё.ogg");
+
+        let Invocation::S3(direct) =
+            Invocation::from_json(fixture("transcribe-s3-direct.json")).unwrap()
+        else {
+            panic!("not recognised as a direct S3 event")
+        };
+        let Notification::Objects(objects) = parse_notification(&direct).unwrap() else {
+            panic!()
+        };
+        assert_eq!(objects[0].key, "design/2026-03-14 Grand Hotel.m4a");
+        assert_eq!(
+            objects[0].event_name,
+            "ObjectCreated:CompleteMultipartUpload"
+        );
+    }
+
+    #[test]
+    fn a_payload_that_is_no_event_is_an_error() {
+        let err = Invocation::from_json(serde_json::json!({"Records": "nope"})).unwrap_err();
+        assert!(err.to_string().starts_with("malformed event"), "{err}");
+    }
+}
