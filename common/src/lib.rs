@@ -4,6 +4,8 @@
 //! about Lambda. Heavy adapters (ONNX Runtime, the vector index, AWS clients) live behind
 //! cargo features so that each function links only what it uses.
 
+#[cfg(feature = "audio")]
+pub mod audio;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod config;
