@@ -4,6 +4,8 @@
 //! about Lambda. Heavy adapters (ONNX Runtime, the vector index, AWS clients) live behind
 //! cargo features so that each function links only what it uses.
 
+#[cfg(feature = "asr")]
+pub mod asr;
 #[cfg(feature = "audio")]
 pub mod audio;
 #[cfg(feature = "aws")]
@@ -17,6 +19,8 @@ pub mod events;
 pub mod metrics;
 #[cfg(feature = "aws")]
 pub mod queue;
+#[cfg(feature = "transcribe")]
+pub mod speech;
 #[cfg(feature = "aws")]
 pub mod storage;
 pub mod telemetry;

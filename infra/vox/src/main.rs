@@ -6,6 +6,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod transcribe;
 use common::db::{DbConfig, migrate};
 
 #[derive(Debug, Parser)]
@@ -19,6 +21,18 @@ struct Cli {
 enum Command {
     /// Apply the database migrations to DATABASE_URL, creating the database if missing.
     Migrate,
+    /// Prepare the models (ONNX Runtime, Whisper, Silero VAD, the sentence encoder) into the
+    /// cache and print where they are. A re-run is a no-op.
+    Models,
+    /// Transcribe a local audio file with the local engine and print the transcript as JSON.
+    Transcribe {
+        /// The recording (ogg/opus, webm, mp3, m4a, wav, flac; the format is read from the
+        /// file's content, not its name).
+        file: std::path::PathBuf,
+        /// Language of the speech; detected (Russian or English) when omitted.
+        #[arg(long, value_parser = ["ru", "en"])]
+        language: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -37,6 +51,8 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => cmd_migrate().await,
+        Command::Models => cmd_models(),
+        Command::Transcribe { file, language } => transcribe::run(&file, language.as_deref()),
     }
 }
 
@@ -58,6 +74,24 @@ async fn cmd_migrate() -> anyhow::Result<()> {
     if let Some(version) = report.version {
         println!("schema version {version}");
     }
+    Ok(())
+}
+
+fn cmd_models() -> anyhow::Result<()> {
+    // The scripts live in the repository this binary was built from.
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../local/models");
+    for script in ["prepare.sh", "prepare_embedding.sh"] {
+        let path = scripts.join(script);
+        let status = std::process::Command::new("bash")
+            .arg(&path)
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", path.display()))?;
+        if !status.success() {
+            anyhow::bail!("{} failed ({status})", path.display());
+        }
+    }
+    let settings = common::speech::EngineSettings::from_env()?;
+    println!("models are in {}", settings.models_dir.display());
     Ok(())
 }
 

@@ -1,0 +1,36 @@
+//! Lambda entry point: configuration, clients and models are built once per cold start.
+#![recursion_limit = "256"]
+
+use std::sync::Arc;
+
+use common::db::{DbConfig, PgPool};
+use common::queue::SqsQueue;
+use common::speech::{EngineSettings, WhisperEngine};
+use common::storage::S3Store;
+use common::transcribe::{Settings, Stage, worker_id};
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    common::telemetry::init();
+    let sdk = common::aws::load().await;
+    let aws = common::aws::AwsSettings::from_env()?;
+    let engine = WhisperEngine::load(&EngineSettings::from_env()?)?;
+    let stage = Stage {
+        pool: PgPool::new(&DbConfig::from_env()?)?,
+        s3: S3Store::new(&sdk, aws.s3_path_style),
+        analyze: SqsQueue::new(&sdk, common::config::required("VOX_ANALYZE_QUEUE_URL")?),
+        engine: Arc::new(engine),
+        settings: Settings::from_env()?,
+        worker: worker_id(),
+    };
+    let stage = &stage;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let deadline = transcribe::deadline_from_epoch_ms(event.context.deadline);
+        let invocation = transcribe::Invocation::from_json(event.payload)?;
+        let response = transcribe::handle(stage, invocation, deadline).await?;
+        Ok::<_, lambda_runtime::Error>(response)
+    }))
+    .await
+}

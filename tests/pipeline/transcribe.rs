@@ -1,0 +1,301 @@
+//! The transcribe stage end to end: an object put into the emulated bucket, its notification
+//! from the queue, the real speech engine, rows in PostgreSQL, jobs on the analyze queue.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::db::analysis_job::JobMessage;
+use common::speech::{EngineSettings, WhisperEngine};
+use common::transcribe::{Outcome, Settings, SpeechEngine, Stage};
+use serde_json::json;
+use vox_tests::TestDb;
+use vox_tests::aws::LocalAws;
+
+fn engine() -> Arc<dyn SpeechEngine> {
+    static ENGINE: OnceLock<Arc<WhisperEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let settings = EngineSettings::from_env().unwrap();
+            Arc::new(
+                WhisperEngine::load(&settings)
+                    .expect("models prepared by infra/local/models/prepare.sh"),
+            )
+        })
+        .clone()
+}
+
+fn clip(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap())
+        .join(".cache/voxpersona/speech")
+        .join(name)
+}
+
+fn stage(db: &TestDb, aws: &LocalAws, worker: &str) -> Stage {
+    Stage {
+        pool: db.pool.clone(),
+        s3: aws.s3.clone(),
+        analyze: aws.analyze.clone(),
+        engine: engine(),
+        settings: Settings {
+            max_bytes: 50_000_000,
+            lease: Duration::from_secs(300),
+            max_attempts: 3,
+            default_language: Some("ru".into()),
+            tmp_dir: std::env::temp_dir(),
+            safety_margin: Duration::from_secs(5),
+        },
+        worker: worker.into(),
+    }
+}
+
+fn design_metadata() -> HashMap<String, String> {
+    HashMap::from([
+        ("scenario".into(), "design".into()),
+        ("building".into(), "hotel".into()),
+        ("employee".into(), "%D0%90%D0%BD%D0%BD%D0%B0".into()),
+        ("date".into(), "2026-03-14".into()),
+    ])
+}
+
+/// The SQS event Lambda would get for the messages waiting on the transcribe queue.
+async fn sqs_event(aws: &LocalAws) -> serde_json::Value {
+    let bodies = aws.drain(&aws.transcribe, 20).await.unwrap();
+    let records: Vec<serde_json::Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| json!({"messageId": format!("m{i}"), "body": body, "eventSource": "aws:sqs"}))
+        .collect();
+    json!({ "Records": records })
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(900)
+}
+
+#[tokio::test]
+async fn an_upload_becomes_a_transcript_with_segments_and_queued_analysis_jobs() {
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "w1");
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "аудит/запись 6.ogg",
+            &clip("ru_06.ogg"),
+            "audio/ogg",
+            &design_metadata(),
+        )
+        .await
+        .unwrap();
+
+    let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
+    let response = transcribe::handle(&stage, event, deadline()).await.unwrap();
+
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let conn = db.pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT t.transcription_text, t.language, t.model_id, r.status, r.metadata,
+                    (SELECT count(*) FROM transcription_segment s WHERE s.transcription_id = t.transcription_id),
+                    (SELECT count(*) FROM transcription_window w WHERE w.recording_id = r.recording_id)
+             FROM transcription t JOIN recording r ON r.recording_id = t.recording_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (text, language, model, status): (String, String, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let metadata: serde_json::Value = row.get(4);
+    let (segments, windows_left): (i64, i64) = (row.get(5), row.get(6));
+    assert!(text.to_lowercase().contains("отель"), "{text}");
+    assert_eq!((language.as_str(), status.as_str()), ("ru", "transcribed"));
+    assert!(model.starts_with("whisper-"), "{model}");
+    assert_eq!(metadata["employee"], "Анна");
+    assert!(segments >= 1);
+    assert_eq!(windows_left, 0, "saved windows are cleared with the commit");
+
+    let messages = aws.drain(&aws.analyze, 10).await.unwrap();
+    let mut jobs: Vec<JobMessage> = messages
+        .iter()
+        .map(|m| serde_json::from_str(m).unwrap())
+        .collect();
+    jobs.sort_by_key(|j| j.analysis_job_id);
+    let kinds: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j.report_type.as_str(), j.building.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("audit-methodology", "non-building"),
+            ("audit-compliance", "hotel"),
+            ("structured-audit", "hotel")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_notification_and_a_racing_worker_leave_one_transcription() {
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let (a, b) = (stage(&db, &aws, "a"), stage(&db, &aws, "b"));
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "race.ogg",
+            &clip("ru_01.ogg"),
+            "audio/ogg",
+            &design_metadata(),
+        )
+        .await
+        .unwrap();
+    let bodies = aws.drain(&aws.transcribe, 10).await.unwrap();
+    let objects: Vec<_> = bodies
+        .iter()
+        .filter_map(|b| match common::events::parse_notification(b).unwrap() {
+            common::events::Notification::Objects(o) => Some(o),
+            common::events::Notification::Test => None,
+        })
+        .flatten()
+        .collect();
+    let object = &objects[0];
+
+    let (ra, rb) = tokio::join!(a.process(object, deadline()), b.process(object, deadline()));
+    let again = a.process(object, deadline()).await.unwrap();
+
+    let outcomes = [ra, rb];
+    let transcribed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Transcribed { .. })))
+        .count();
+    let busy = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(common::Error::Busy { .. })))
+        .count();
+    assert_eq!((transcribed, busy), (1, 1), "{outcomes:?}");
+    // The repeat re-sends the unfinished jobs: harmless, their ids are the same.
+    assert!(
+        matches!(again, Outcome::AlreadyDone { resent: 3, .. }),
+        "{again:?}"
+    );
+    let conn = db.pool.get().await.unwrap();
+    let n: i64 = conn
+        .query_one("SELECT count(*) FROM transcription", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let jobs: i64 = conn
+        .query_one("SELECT count(*) FROM analysis_job", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 3);
+}
+
+#[tokio::test]
+async fn broken_files_in_a_batch_are_failed_with_reasons_and_do_not_fail_their_neighbours() {
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "w");
+    let files = [
+        ("good.ogg", "ru_03.ogg"),
+        ("text.ogg", "not_audio.ogg"),
+        ("empty.wav", "empty.wav"),
+        ("cut.mp3", "truncated.mp3"),
+    ];
+    for (key, file) in files {
+        aws.s3
+            .put_file(
+                &aws.bucket,
+                key,
+                &clip(file),
+                "audio/ogg",
+                &design_metadata(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut event = sqs_event(&aws).await;
+    // And one message that is not an S3 notification at all.
+    event["Records"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"messageId": "junk", "body": "not json", "eventSource": "aws:sqs"}));
+
+    let response = transcribe::handle(
+        &stage,
+        transcribe::Invocation::from_json(event).unwrap(),
+        deadline(),
+    )
+    .await
+    .unwrap();
+
+    // Only the malformed message comes back (for the dead-letter queue); bad files are
+    // recorded as failed and not retried.
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "junk"}]),
+        "{response}"
+    );
+    let conn = db.pool.get().await.unwrap();
+    let rows = conn
+        .query("SELECT object_key, status, coalesce(last_error, '') FROM recording ORDER BY object_key", &[])
+        .await
+        .unwrap();
+    let states: HashMap<String, (String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    assert_eq!(states["good.ogg"].0, "transcribed");
+    assert_eq!(states["text.ogg"].0, "failed");
+    assert!(
+        states["text.ogg"].1.contains("not audio"),
+        "{:?}",
+        states["text.ogg"]
+    );
+    assert_eq!(states["empty.wav"].0, "failed");
+    assert!(
+        states["empty.wav"].1.contains("empty"),
+        "{:?}",
+        states["empty.wav"]
+    );
+    assert_eq!(states["cut.mp3"].0, "failed");
+    assert!(
+        states["cut.mp3"].1.contains("truncated"),
+        "{:?}",
+        states["cut.mp3"]
+    );
+}
+
+#[tokio::test]
+async fn malformed_object_metadata_fails_the_recording_naming_the_field() {
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "w");
+    let mut meta = design_metadata();
+    meta.insert("date".into(), "14.03.2026".into());
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "bad-date.ogg",
+            &clip("ru_02.ogg"),
+            "audio/ogg",
+            &meta,
+        )
+        .await
+        .unwrap();
+
+    let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
+    transcribe::handle(&stage, event, deadline()).await.unwrap();
+
+    let conn = db.pool.get().await.unwrap();
+    let row = conn
+        .query_one("SELECT status, last_error FROM recording", &[])
+        .await
+        .unwrap();
+    let (status, error): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(status, "failed");
+    assert!(
+        error.contains("date") && error.contains("14.03.2026"),
+        "{error}"
+    );
+}
