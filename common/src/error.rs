@@ -113,6 +113,18 @@ pub enum Error {
     Injected { step: &'static str },
 }
 
+/// An error and its causes on one line: `a: b: c`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 impl Error {
     /// Whether trying the same work again may succeed (a lost connection, a timeout, a
     /// serialization failure), as opposed to input that will always be rejected.

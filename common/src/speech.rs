@@ -158,12 +158,7 @@ fn audio_error(e: AudioError) -> Error {
 }
 
 fn engine_error(e: AsrError) -> Error {
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
+    Error::Engine {
+        reason: crate::error::chain(&e),
     }
-    Error::Engine { reason }
 }

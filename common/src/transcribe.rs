@@ -330,12 +330,7 @@ impl Stage {
             .iter()
             .flat_map(|w| w.segments.iter().cloned())
             .collect();
-        let text = segments
-            .iter()
-            .map(|s| s.text.trim())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let text = transcription::text_of(&segments);
         let detected = windows.iter().find_map(|w| w.language.clone()).or(language);
         let scenario = metadata
             .scenario

@@ -18,6 +18,16 @@ pub struct Segment {
     pub speaker: Option<String>,
 }
 
+/// The text of a transcript: its segments' texts, one space apart.
+pub fn text_of(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| s.text.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A transcript to store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewTranscription {

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use common::error::chain;
 use common::events::{Notification, parse_notification};
 use common::transcribe::{Outcome, Stage};
 use serde::Deserialize;
@@ -170,17 +171,6 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -51,12 +51,7 @@ pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
         segments.extend(window.segments);
         ControlFlow::Continue(())
     })?;
-    let text = segments
-        .iter()
-        .map(|s| s.text.trim())
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = common::db::transcription::text_of(&segments);
     let output = Output {
         text,
         segments,
