@@ -229,3 +229,65 @@ async fn two_workers_racing_for_one_recording_get_one_claim() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn saved_windows_come_back_in_order_and_only_the_lease_holder_saves() {
+    use common::db::recording::SavedWindow;
+    use common::db::transcription::Segment;
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let Claim::Claimed { recording_id, .. } =
+        recording::claim(&conn, &object("w.ogg"), "w1", LEASE, 5)
+            .await
+            .unwrap()
+    else {
+        panic!()
+    };
+    let window = |seq: i32, start_ms: i64| SavedWindow {
+        seq,
+        start_ms,
+        end_ms: start_ms + 30_000,
+        segments: vec![Segment {
+            start_ms,
+            end_ms: start_ms + 4_000,
+            text: format!("окно {seq}"),
+            speaker: None,
+        }],
+        language: Some("ru".into()),
+    };
+
+    assert!(
+        recording::save_window(&conn, recording_id, "w1", &window(1, 30_000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        recording::save_window(&conn, recording_id, "w1", &window(0, 0))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !recording::save_window(&conn, recording_id, "intruder", &window(2, 60_000))
+            .await
+            .unwrap()
+    );
+    let saved = recording::saved_windows(&conn, recording_id).await.unwrap();
+
+    assert_eq!(saved, vec![window(0, 0), window(1, 30_000)]);
+    // Releasing the lease lets the next delivery take over at once, and resume from here.
+    recording::release(&conn, recording_id, "w1").await.unwrap();
+    let next = recording::claim(&conn, &object("w.ogg"), "w2", LEASE, 5)
+        .await
+        .unwrap();
+    assert!(
+        matches!(next, Claim::Claimed { attempts: 2, .. }),
+        "{next:?}"
+    );
+    recording::clear_windows(&conn, recording_id).await.unwrap();
+    assert!(
+        recording::saved_windows(&conn, recording_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
