@@ -154,23 +154,31 @@ pub async fn persist_in(
     validate_reports(&road, &s.reports)?;
     checkpoint(PersistStep::Road)?;
 
-    // The references are independent, so their statements are pipelined on the connection
-    // rather than waiting a round trip each. The server still runs them one after another,
-    // in the order written here, so concurrent submissions touch names in the same order.
+    // Names are written one at a time in one global order (employee, place, zones sorted by
+    // name, city, client): a transaction only ever waits for another's uncommitted insert of
+    // a name that comes earlier in that order, so concurrent submissions cannot deadlock.
+    // The transcription comes last in that order (two submissions of one recording may
+    // insert it at once).
     let mut zones: Vec<&str> = s.meta.zones.iter().map(String::as_str).collect();
     zones.sort_unstable();
     zones.dedup();
-    let place = async {
-        match s.meta.place.as_deref() {
-            None => Ok(None),
+    let names = async {
+        let employee_id = optional_name(tx, Named::Employee, s.meta.employee.as_deref()).await?;
+        let place_id = match s.meta.place.as_deref() {
+            None => None,
             Some(place) => {
                 let building_type =
                     place_building_type(tx, &road, s.place_building.as_deref()).await?;
-                reference::get_or_create_place(tx, place, &building_type)
-                    .await
-                    .map(Some)
+                Some(reference::get_or_create_place(tx, place, &building_type).await?)
             }
+        };
+        let mut zone_ids = Vec::with_capacity(zones.len());
+        for zone in &zones {
+            zone_ids.push(reference::get_or_create(tx, Named::Zone, zone).await?);
         }
+        let city_id = optional_name(tx, Named::City, s.meta.city.as_deref()).await?;
+        let client_id = optional_name(tx, Named::Client, s.meta.client.as_deref()).await?;
+        Ok::<_, Error>((employee_id, place_id, zone_ids, city_id, client_id))
     };
     let transcription = async {
         match &s.transcription {
@@ -184,18 +192,8 @@ pub async fn persist_in(
             TranscriptionSource::New(new) => Ok(transcription::get_or_create(tx, new).await?.0),
         }
     };
-    let (employee_id, place_id, zone_ids, city_id, client_id, transcription_id) = tokio::try_join!(
-        optional_name(tx, Named::Employee, s.meta.employee.as_deref()),
-        place,
-        futures::future::try_join_all(zones.iter().map(|z| reference::get_or_create(
-            tx,
-            Named::Zone,
-            z
-        ))),
-        optional_name(tx, Named::City, s.meta.city.as_deref()),
-        optional_name(tx, Named::Client, s.meta.client.as_deref()),
-        transcription,
-    )?;
+    let (employee_id, place_id, zone_ids, city_id, client_id) = names.await?;
+    let transcription_id = transcription.await?;
     let link_zones = async {
         match place_id {
             Some(place_id) => reference::link_place_zones(tx, place_id, &zone_ids).await,
