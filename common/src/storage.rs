@@ -49,14 +49,8 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_not_found()) {
-                    Error::ObjectNotFound {
-                        bucket: bucket.into(),
-                        key: key.into(),
-                    }
-                } else {
-                    storage_error(bucket, key, e)
-                }
+                let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
+                not_found_or(bucket, key, missing, e)
             })?;
         Ok(ObjectHead {
             size: out
@@ -95,14 +89,8 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    Error::ObjectNotFound {
-                        bucket: bucket.into(),
-                        key: key.into(),
-                    }
-                } else {
-                    storage_error(bucket, key, e)
-                }
+                let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+                not_found_or(bucket, key, missing, e)
             })?;
         let mut body = out.body;
         let io = |e: std::io::Error| Error::Io {
@@ -173,6 +161,21 @@ impl S3Store {
     /// The underlying client, for local setup (buckets, notifications).
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
+    }
+}
+
+fn not_found_or<E, R>(bucket: &str, key: &str, missing: bool, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if missing {
+        Error::ObjectNotFound {
+            bucket: bucket.into(),
+            key: key.into(),
+        }
+    } else {
+        storage_error(bucket, key, e)
     }
 }
 

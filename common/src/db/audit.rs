@@ -162,54 +162,41 @@ pub async fn persist_in(
     let mut zones: Vec<&str> = s.meta.zones.iter().map(String::as_str).collect();
     zones.sort_unstable();
     zones.dedup();
-    let names = async {
-        let employee_id = optional_name(tx, Named::Employee, s.meta.employee.as_deref()).await?;
-        let place_id = match s.meta.place.as_deref() {
-            None => None,
-            Some(place) => {
-                let building_type =
-                    place_building_type(tx, &road, s.place_building.as_deref()).await?;
-                Some(reference::get_or_create_place(tx, place, &building_type).await?)
-            }
-        };
-        let mut zone_ids = Vec::with_capacity(zones.len());
-        for zone in &zones {
-            zone_ids.push(reference::get_or_create(tx, Named::Zone, zone).await?);
-        }
-        let city_id = optional_name(tx, Named::City, s.meta.city.as_deref()).await?;
-        let client_id = optional_name(tx, Named::Client, s.meta.client.as_deref()).await?;
-        Ok::<_, Error>((employee_id, place_id, zone_ids, city_id, client_id))
-    };
-    let transcription = async {
-        match &s.transcription {
-            TranscriptionSource::Stored(id) => {
-                if transcription::exists(tx, *id).await? {
-                    Ok(*id)
-                } else {
-                    Err(Error::UnknownTranscription { id: *id })
-                }
-            }
-            TranscriptionSource::New(new) => Ok(transcription::get_or_create(tx, new).await?.0),
+    let employee_id = optional_name(tx, Named::Employee, s.meta.employee.as_deref()).await?;
+    checkpoint(PersistStep::Employee)?;
+    let place_id = match s.meta.place.as_deref() {
+        None => None,
+        Some(place) => {
+            let building_type = place_building_type(tx, &road, s.place_building.as_deref()).await?;
+            Some(reference::get_or_create_place(tx, place, &building_type).await?)
         }
     };
-    let (employee_id, place_id, zone_ids, city_id, client_id) = names.await?;
-    let transcription_id = transcription.await?;
+    checkpoint(PersistStep::Place)?;
+    let mut zone_ids = Vec::with_capacity(zones.len());
+    for zone in &zones {
+        zone_ids.push(reference::get_or_create(tx, Named::Zone, zone).await?);
+    }
+    checkpoint(PersistStep::Zones)?;
+    let city_id = optional_name(tx, Named::City, s.meta.city.as_deref()).await?;
+    checkpoint(PersistStep::City)?;
+    let client_id = optional_name(tx, Named::Client, s.meta.client.as_deref()).await?;
+    checkpoint(PersistStep::Client)?;
+    let transcription_id = match &s.transcription {
+        TranscriptionSource::Stored(id) => {
+            if !transcription::exists(tx, *id).await? {
+                return Err(Error::UnknownTranscription { id: *id });
+            }
+            *id
+        }
+        TranscriptionSource::New(new) => transcription::get_or_create(tx, new).await?.0,
+    };
+    checkpoint(PersistStep::Transcription)?;
     let link_zones = async {
         match place_id {
             Some(place_id) => reference::link_place_zones(tx, place_id, &zone_ids).await,
             None => Ok(()),
         }
     };
-    for step in [
-        PersistStep::Employee,
-        PersistStep::Place,
-        PersistStep::Zones,
-        PersistStep::City,
-        PersistStep::Client,
-        PersistStep::Transcription,
-    ] {
-        checkpoint(step)?;
-    }
 
     let passes: Vec<i16> = s.reports.iter().map(|r| r.pass).collect();
     let stale = tx.prepare_cached(DELETE_STALE_PASSES).await?;

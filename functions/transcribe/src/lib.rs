@@ -83,17 +83,14 @@ pub async fn handle_sqs(stage: &Stage, event: SqsEvent, deadline: Instant) -> Sq
         let result = handle_notification(stage, &body, deadline)
             .instrument(span)
             .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if matches!(e, common::Error::BadEvent { .. }) => {
+        if let Err(e) = result {
+            if matches!(e, common::Error::BadEvent { .. }) {
                 // Retrying cannot fix a malformed message; the dead-letter queue keeps it.
                 error!(message_id = %id, error = %chain(&e), "malformed message");
-                response.add_failure(id);
-            }
-            Err(e) => {
+            } else {
                 warn!(message_id = %id, error = %chain(&e), "will be retried");
-                response.add_failure(id);
             }
+            response.add_failure(id);
         }
     }
     response
