@@ -109,6 +109,13 @@ pub enum Error {
     )]
     Paused { recording_id: i64, windows: usize },
 
+    #[error("{provider} request failed: {reason}")]
+    Provider {
+        provider: String,
+        reason: String,
+        retryable: bool,
+    },
+
     #[error("injected fault at {step}")]
     Injected { step: &'static str },
 }
@@ -143,7 +150,9 @@ impl Error {
                 matches!(class, "08" | "40" | "53" | "57")
             }),
             Error::Migration(_) | Error::Io { .. } => true,
-            Error::Storage { retryable, .. } | Error::Queue { retryable, .. } => *retryable,
+            Error::Storage { retryable, .. }
+            | Error::Queue { retryable, .. }
+            | Error::Provider { retryable, .. } => *retryable,
             _ => false,
         }
     }

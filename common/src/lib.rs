@@ -4,6 +4,8 @@
 //! about Lambda. Heavy adapters (ONNX Runtime, the vector index, AWS clients) live behind
 //! cargo features so that each function links only what it uses.
 
+#[cfg(feature = "analysis")]
+pub mod analysis;
 #[cfg(feature = "asr")]
 pub mod asr;
 #[cfg(feature = "audio")]
@@ -13,9 +15,13 @@ pub mod aws;
 pub mod config;
 pub mod db;
 pub mod domain;
+#[cfg(feature = "embed")]
+pub mod embed;
 pub mod error;
 #[cfg(feature = "aws")]
 pub mod events;
+#[cfg(feature = "llm")]
+pub mod llm;
 pub mod metrics;
 #[cfg(feature = "aws")]
 pub mod queue;
