@@ -95,6 +95,15 @@ pub enum Error {
     #[error("the lease on recording {recording_id} was lost to another worker")]
     LeaseLost { recording_id: i64 },
 
+    #[error("the lease on analysis job {job_id} was lost to another worker")]
+    JobLeaseLost { job_id: i64 },
+
+    #[error("analysis job {job_id} is being processed by another worker until {until}")]
+    JobBusy { job_id: i64, until: String },
+
+    #[error("analysis job {job_id} does not exist")]
+    UnknownJob { job_id: i64 },
+
     #[error("recording {recording_id} is being processed by another worker until {until}")]
     Busy { recording_id: i64, until: String },
 
@@ -116,8 +125,17 @@ pub enum Error {
         retryable: bool,
     },
 
+    #[error("the sentence encoder failed: {reason}")]
+    Embed { reason: String },
+
     #[error("injected fault at {step}")]
     Injected { step: &'static str },
+
+    /// The vector index refused or failed an operation: a wrong dimension, a chunk id that is
+    /// not an arroy item id, a corrupt or foreign snapshot. File system failures of the index
+    /// are [`Error::Io`] (retryable).
+    #[error("vector index: {reason}")]
+    Index { reason: String },
 }
 
 /// An error and its causes on one line: `a: b: c`.
@@ -140,6 +158,8 @@ impl Error {
             Error::Pool(_)
             | Error::Injected { .. }
             | Error::LeaseLost { .. }
+            | Error::JobLeaseLost { .. }
+            | Error::JobBusy { .. }
             | Error::Busy { .. }
             | Error::Paused { .. }
             | Error::Engine { .. } => true,

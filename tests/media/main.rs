@@ -4,3 +4,5 @@
 
 mod asr;
 mod audio;
+mod embed;
+mod offline;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::onnx::OnnxError;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong while loading the speech models or transcribing.
@@ -82,6 +84,29 @@ pub enum AsrError {
 
     #[error("could not decode token ids to text")]
     Detokenize(#[source] BoxError),
+}
+
+/// ONNX Runtime's loading errors as the speech recognition errors they always were (the
+/// messages point at `prepare.sh`, which prepares these models).
+impl From<OnnxError> for AsrError {
+    fn from(e: OnnxError) -> Self {
+        match e {
+            OnnxError::RuntimeLibraryMissing { dir } => AsrError::RuntimeLibraryMissing { dir },
+            OnnxError::RuntimeTooOld {
+                path,
+                found,
+                required_minor,
+            } => AsrError::RuntimeTooOld {
+                path,
+                found,
+                required_minor,
+            },
+            OnnxError::RuntimeLoad { path, source } => AsrError::RuntimeLoad { path, source },
+            OnnxError::RuntimeInit(source) => AsrError::RuntimeInit(source),
+            OnnxError::ModelFileMissing { path } => AsrError::ModelFileMissing { path },
+            OnnxError::ModelLoad { path, source } => AsrError::ModelLoad { path, source },
+        }
+    }
 }
 
 impl AsrError {

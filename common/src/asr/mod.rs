@@ -1,4 +1,5 @@
-//! Speech recognition: Silero VAD and Whisper on ONNX Runtime, behind a small engine trait.
+//! Speech recognition: Silero VAD and Whisper on ONNX Runtime. The transcribe stage reaches it
+//! through its one engine trait, [`crate::transcribe::SpeechEngine`] (`crate::speech`).
 //!
 //! A [`Transcriber`] owns the ONNX sessions (built once per process, reused for every
 //! recording). Audio goes in as 16 kHz mono samples, all at once or chunk by chunk through a
@@ -31,8 +32,6 @@ pub use whisper::DecodeOptions;
 use mel::SAMPLE_RATE;
 use vad::{FRAME, Segmenter, SileroVad};
 use whisper::Whisper;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A language the pipeline transcribes. Detection chooses among these only: the recordings
 /// are Russian or English, and a wrong guess among 99 languages (Ukrainian for Russian) costs
@@ -153,26 +152,6 @@ pub struct TranscribeOptions {
     pub offset_ms: u64,
 }
 
-/// A chunk of 16 kHz mono samples from a decoder, or the error that stopped it.
-pub type AudioChunk = Result<Vec<f32>, BoxError>;
-
-/// A speech-to-text engine: the local Whisper here, a hosted transcription API elsewhere.
-///
-/// Synchronous and CPU-bound for the local engine: async callers run it on a blocking thread.
-pub trait AsrEngine: Send {
-    /// Which model produced the text (stored with the transcript).
-    fn model_id(&self) -> &str;
-
-    /// Transcribes the chunks, calling `on_window` after every window; returning
-    /// `ControlFlow::Break` from it stops the run (the transcript then has `complete == false`).
-    fn transcribe_audio(
-        &mut self,
-        audio: &mut dyn Iterator<Item = AudioChunk>,
-        options: &TranscribeOptions,
-        on_window: &mut dyn FnMut(&WindowResult) -> ControlFlow<()>,
-    ) -> Result<Transcript, AsrError>;
-}
-
 /// Where the models are and how to run them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AsrConfig {
@@ -206,12 +185,8 @@ impl AsrConfig {
         if let Some(path) = &self.ort_library {
             return Ok(path.clone());
         }
-        // The models script puts the arm64 library (for Graviton Lambdas) beside the x86 one.
-        let arm = self.models_dir.join("onnxruntime-linux-aarch64");
-        if cfg!(target_arch = "aarch64") && arm.is_dir() {
-            return runtime::find_library(&arm);
-        }
-        runtime::find_library(&self.models_dir.join("onnxruntime"))
+        // The arm64 library (for Graviton Lambdas) beside the x86 one, or the x86 one.
+        Ok(crate::onnx::library_in(&self.models_dir)?)
     }
 }
 
@@ -304,27 +279,6 @@ impl Transcriber {
         // One second at a time, so that a stop requested by the callback takes effect promptly.
         for chunk in samples.chunks(SAMPLE_RATE) {
             if stream.push(chunk)?.is_break() {
-                break;
-            }
-        }
-        stream.finish()
-    }
-}
-
-impl AsrEngine for Transcriber {
-    fn model_id(&self) -> &str {
-        &self.model_id
-    }
-
-    fn transcribe_audio(
-        &mut self,
-        audio: &mut dyn Iterator<Item = AudioChunk>,
-        options: &TranscribeOptions,
-        on_window: &mut dyn FnMut(&WindowResult) -> ControlFlow<()>,
-    ) -> Result<Transcript, AsrError> {
-        let mut stream = self.stream(options.clone(), on_window);
-        for chunk in audio {
-            if stream.push(&chunk.map_err(AsrError::Audio)?)?.is_break() {
                 break;
             }
         }

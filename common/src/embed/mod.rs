@@ -1,6 +1,12 @@
 //! Sentence embeddings: texts to unit-length vectors, for the offline engine's evidence search
 //! and for the chunks of the vector index.
 
+mod use_model;
+
+pub use use_model::{
+    BATCH_SIZE, DIMS, EmbedConfig, EmbedError, MAX_CHARS, MODEL_DIR, RaggedBatch, UseEmbedder,
+};
+
 use crate::Result;
 
 /// Texts to vectors. Implementations are CPU-bound and synchronous: async callers run them
