@@ -462,11 +462,4 @@ impl Stage {
     }
 }
 
-/// Names this process's leases: the Lambda log stream (one per execution environment) or
-/// the host, and the process id.
-pub fn worker_id() -> String {
-    let host = std::env::var("AWS_LAMBDA_LOG_STREAM_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "local".to_owned());
-    format!("{host}:{}", std::process::id())
-}
+pub use crate::config::worker_id;

@@ -1,10 +1,24 @@
-//! Hosted model clients behind small traits: chat (OpenAI-compatible, Anthropic Messages).
+//! Hosted model clients behind small traits: chat ([`OpenAiChat`] for OpenAI-compatible
+//! servers, [`AnthropicChat`] for Anthropic Messages), chosen by [`chat_model_from_env`]
+//! (see [`settings`] for the variables). The hosted speech engine
+//! (`crate::speech_api`) shares their HTTP core.
 //!
 //! Keys come only from the environment and are never logged. Retries with exponential
-//! backoff and jitter on 429, 5xx and timeouts (honouring `retry-after`); 400, 401 and 403
-//! are permanent and the error says why.
+//! backoff and jitter on 429, 5xx, timeouts and dropped connections (honouring
+//! `retry-after`); 400, 401, 403, 404 and 422 are permanent and the error quotes what the
+//! provider said. The rules are in [`http`].
+
+pub mod anthropic;
+pub mod http;
+pub mod openai;
+pub mod settings;
 
 use futures::future::BoxFuture;
+
+pub use anthropic::AnthropicChat;
+pub use http::{ApiKey, RetryPolicy};
+pub use openai::OpenAiChat;
+pub use settings::{ChatConfig, ChatSettings, MaxTokensParam, chat_model_from_env};
 
 use crate::Result;
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use common::db::{DbConfig, PgPool};
 use common::queue::SqsQueue;
 use common::speech::{EngineSettings, WhisperEngine};
+use common::speech_api::OpenAiSpeech;
 use common::storage::S3Store;
-use common::transcribe::{Settings, Stage, worker_id};
+use common::transcribe::{Settings, SpeechEngine, Stage, worker_id};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -16,12 +17,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init();
     let sdk = common::aws::load().await;
     let aws = common::aws::AwsSettings::from_env()?;
-    let engine = WhisperEngine::load(&EngineSettings::from_env()?)?;
+    // VOX_SPEECH_ENGINE=openai selects the hosted API; by default Whisper runs here.
+    let engine: Arc<dyn SpeechEngine> = match OpenAiSpeech::from_env()? {
+        Some(hosted) => Arc::new(hosted),
+        None => Arc::new(WhisperEngine::load(&EngineSettings::from_env()?)?),
+    };
     let stage = Stage {
         pool: PgPool::new(&DbConfig::from_env()?)?,
         s3: S3Store::new(&sdk, aws.s3_path_style),
         analyze: SqsQueue::new(&sdk, common::config::required("VOX_ANALYZE_QUEUE_URL")?),
-        engine: Arc::new(engine),
+        engine,
         settings: Settings::from_env()?,
         worker: worker_id(),
     };
