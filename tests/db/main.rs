@@ -5,6 +5,7 @@ mod audits;
 mod jobs;
 mod migrations;
 mod persist;
+mod prompts;
 mod recordings;
 mod reference;
 mod support;
