@@ -61,3 +61,11 @@ pub struct ReportOutput {
     /// `openai:gpt-4o-mini`.
     pub engine: String,
 }
+
+pub mod catalog;
+pub mod chunk;
+pub mod engines;
+pub mod llm;
+pub mod offline;
+pub mod quotes;
+pub mod stage;

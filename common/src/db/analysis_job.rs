@@ -1,6 +1,9 @@
 //! Analysis jobs: one per (transcription, report type, building). The natural key makes a
 //! job's id deterministic, so creating or sending a job twice is harmless.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::GenericClient;
@@ -140,4 +143,193 @@ pub async fn unfinished_for_recording(
             building: r.get(4),
         })
         .collect())
+}
+
+/// The outcome of trying to claim a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobClaim {
+    /// Ours until the lease ends; `attempts` counts this one.
+    Claimed(ClaimedJob),
+    /// Finished earlier: a repeated message, nothing to do.
+    Done,
+    /// Someone else holds a live lease.
+    Busy { lease_until: DateTime<Utc> },
+    /// Failed for good earlier.
+    Failed { reason: String },
+}
+
+/// A claimed job with what it needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub analysis_job_id: i64,
+    pub recording_id: Option<i64>,
+    pub transcription_id: i64,
+    pub attempts: i32,
+    pub scenario: String,
+    pub report_type: String,
+    pub building: String,
+}
+
+const CLAIM_JOB: &str = "
+UPDATE analysis_job j
+SET status = 'running', lease_owner = $2, lease_until = now() + $3 * interval '1 millisecond',
+    attempts = j.attempts + 1, updated_at = now()
+FROM report_type rt, scenario s, buildings b
+WHERE j.analysis_job_id = $1
+  AND rt.report_type_id = j.report_type_id AND s.scenario_id = rt.scenario_id
+  AND b.building_id = j.building_id
+  AND (j.status = 'queued' OR (j.status = 'running' AND j.lease_until < now()))
+RETURNING j.recording_id, j.transcription_id, j.attempts, s.code, rt.code, b.code";
+
+/// Claims job `job_id` for `owner` for `lease`; a job over `max_attempts` fails for good.
+/// Run it outside the job's work transaction so the claim is visible at once.
+pub async fn claim(
+    client: &impl GenericClient,
+    job_id: i64,
+    owner: &str,
+    lease: Duration,
+    max_attempts: i32,
+) -> Result<JobClaim> {
+    let lease_ms = lease.as_millis() as f64;
+    let stmt = client.prepare_cached(CLAIM_JOB).await?;
+    if let Some(row) = client
+        .query_opt(&stmt, &[&job_id, &owner, &lease_ms])
+        .await?
+    {
+        let job = ClaimedJob {
+            analysis_job_id: job_id,
+            recording_id: row.get(0),
+            transcription_id: row.get(1),
+            attempts: row.get(2),
+            scenario: row.get(3),
+            report_type: row.get(4),
+            building: row.get(5),
+        };
+        if job.attempts > max_attempts {
+            let reason = format!("gave up after {max_attempts} attempts");
+            fail(client, job_id, owner, &reason).await?;
+            return Ok(JobClaim::Failed { reason });
+        }
+        if let Some(recording_id) = job.recording_id {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE recording SET status = 'analyzing', updated_at = now()
+                     WHERE recording_id = $1 AND status = 'transcribed'",
+                )
+                .await?;
+            client.execute(&stmt, &[&recording_id]).await?;
+        }
+        return Ok(JobClaim::Claimed(job));
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT status, lease_until, coalesce(last_error, '') FROM analysis_job
+             WHERE analysis_job_id = $1",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&job_id])
+        .await?
+        .ok_or(Error::UnknownJob { job_id })?;
+    let status: String = row.get(0);
+    Ok(match status.as_str() {
+        "done" => JobClaim::Done,
+        "failed" => JobClaim::Failed { reason: row.get(2) },
+        _ => JobClaim::Busy {
+            lease_until: row
+                .get::<_, Option<DateTime<Utc>>>(1)
+                .unwrap_or_else(Utc::now),
+        },
+    })
+}
+
+/// Marks the job done (inside the transaction that stores its reports) and, when it was the
+/// recording's last unfinished job, the recording too. Fails when the lease was lost.
+pub async fn finish(
+    client: &impl GenericClient,
+    job_id: i64,
+    owner: &str,
+    engine: &str,
+) -> Result<()> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE analysis_job SET status = 'done', engine = $3, lease_owner = NULL,
+                    lease_until = NULL, last_error = NULL, finished_at = now(), updated_at = now()
+             WHERE analysis_job_id = $1 AND lease_owner = $2 AND status = 'running'
+             RETURNING recording_id",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&job_id, &owner, &engine])
+        .await?
+        .ok_or(Error::JobLeaseLost { job_id })?;
+    if let Some(recording_id) = row.get::<_, Option<i64>>(0) {
+        settle_recording(client, recording_id).await?;
+    }
+    Ok(())
+}
+
+/// Marks the job failed for good with a reason a person understands.
+pub async fn fail(
+    client: &impl GenericClient,
+    job_id: i64,
+    owner: &str,
+    reason: &str,
+) -> Result<()> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE analysis_job SET status = 'failed', last_error = $3, lease_owner = NULL,
+                    lease_until = NULL, finished_at = now(), updated_at = now()
+             WHERE analysis_job_id = $1 AND (lease_owner = $2 OR lease_owner IS NULL)
+               AND status <> 'done'
+             RETURNING recording_id",
+        )
+        .await?;
+    let row = client.query_opt(&stmt, &[&job_id, &owner, &reason]).await?;
+    if let Some(recording_id) = row.and_then(|r| r.get::<_, Option<i64>>(0)) {
+        settle_recording(client, recording_id).await?;
+    }
+    Ok(())
+}
+
+/// Gives the lease up after a retryable error, so a redelivery can start at once.
+pub async fn release(
+    client: &impl GenericClient,
+    job_id: i64,
+    owner: &str,
+    error: &str,
+) -> Result<()> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE analysis_job SET status = 'queued', last_error = $3, lease_owner = NULL,
+                    lease_until = NULL, updated_at = now()
+             WHERE analysis_job_id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .await?;
+    client.execute(&stmt, &[&job_id, &owner, &error]).await?;
+    Ok(())
+}
+
+/// A recording whose jobs are all finished becomes `done`, or `failed` with the failed jobs'
+/// reasons when any of them failed (the reports of the others stay stored and readable).
+async fn settle_recording(client: &impl GenericClient, recording_id: i64) -> Result<()> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE recording r
+             SET status = CASE WHEN s.failed = 0 THEN 'done' ELSE 'failed' END,
+                 last_error = CASE WHEN s.failed = 0 THEN NULL
+                                   ELSE s.failed || ' of ' || s.total || ' analysis jobs failed: '
+                                        || s.errors END,
+                 progress = 1, finished_at = now(), updated_at = now()
+             FROM (SELECT count(*) AS total,
+                          count(*) FILTER (WHERE status = 'failed') AS failed,
+                          count(*) FILTER (WHERE status IN ('queued', 'running')) AS open,
+                          string_agg(last_error, '; ' ORDER BY analysis_job_id)
+                              FILTER (WHERE status = 'failed') AS errors
+                   FROM analysis_job WHERE recording_id = $1) s
+             WHERE r.recording_id = $1 AND s.open = 0 AND r.status IN ('transcribed', 'analyzing')",
+        )
+        .await?;
+    client.execute(&stmt, &[&recording_id]).await?;
+    Ok(())
 }

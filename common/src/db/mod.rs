@@ -7,6 +7,7 @@
 
 pub mod analysis_job;
 pub mod audit;
+pub mod chunk;
 pub mod migrate;
 pub mod recording;
 pub mod reference;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod analyze;
 mod transcribe;
 use common::db::{DbConfig, migrate};
 
@@ -33,6 +34,42 @@ enum Command {
         #[arg(long, value_parser = ["ru", "en"])]
         language: Option<String>,
     },
+    /// Run one report type on a transcript with the configured engine (offline unless
+    /// VOX_LLM_PROVIDER names a hosted model) and print the report as Markdown.
+    Analyze {
+        /// A transcript file: `vox transcribe` JSON output, or plain text (one line per turn).
+        #[arg(
+            long,
+            conflicts_with = "transcription",
+            required_unless_present = "transcription"
+        )]
+        transcript: Option<std::path::PathBuf>,
+        /// A stored transcription's id (from DATABASE_URL) instead of a file.
+        #[arg(long)]
+        transcription: Option<i64>,
+        #[arg(long, value_parser = ["design", "interview"])]
+        scenario: String,
+        /// The report type's English id: interview-methodology, links, common-factors,
+        /// venue-factors, audit-methodology, audit-compliance, structured-audit.
+        #[arg(long = "report-type")]
+        report_type: String,
+        #[arg(long, value_parser = ["hotel", "restaurant", "spa", "non-building"])]
+        building: String,
+        /// Print an object with `markdown`, `metrics` and `quotes` instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The prompt catalog.
+    Prompts {
+        #[command(subcommand)]
+        command: PromptsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PromptsCommand {
+    /// Load the built-in prompt catalog into `prompts` / `prompts_buildings` (idempotent).
+    Sync,
 }
 
 #[tokio::main]
@@ -53,6 +90,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => cmd_migrate().await,
         Command::Models => cmd_models(),
         Command::Transcribe { file, language } => transcribe::run(&file, language.as_deref()),
+        Command::Analyze {
+            transcript,
+            transcription,
+            scenario,
+            report_type,
+            building,
+            json,
+        } => {
+            let source = match (&transcript, transcription) {
+                (Some(path), _) => analyze::Source::File(path),
+                (None, Some(id)) => analyze::Source::Stored(id),
+                (None, None) => anyhow::bail!("give --transcript FILE or --transcription ID"),
+            };
+            analyze::run(source, &scenario, &report_type, &building, json).await
+        }
+        Command::Prompts {
+            command: PromptsCommand::Sync,
+        } => analyze::sync_prompts().await,
     }
 }
 
