@@ -3,5 +3,6 @@
 
 mod analyze;
 mod analyze_llm;
+mod flow;
 mod notifications;
 mod transcribe;

@@ -26,13 +26,13 @@ fn engine() -> Arc<dyn SpeechEngine> {
         .clone()
 }
 
-fn clip(name: &str) -> PathBuf {
+pub(crate) fn clip(name: &str) -> PathBuf {
     PathBuf::from(std::env::var("HOME").unwrap())
         .join(".cache/voxpersona/speech")
         .join(name)
 }
 
-fn stage(db: &TestDb, aws: &LocalAws, worker: &str) -> Stage {
+pub(crate) fn stage(db: &TestDb, aws: &LocalAws, worker: &str) -> Stage {
     Stage {
         pool: db.pool.clone(),
         s3: aws.s3.clone(),
@@ -60,7 +60,7 @@ fn design_metadata() -> HashMap<String, String> {
 }
 
 /// The SQS event Lambda would get for the messages waiting on the transcribe queue.
-async fn sqs_event(aws: &LocalAws) -> serde_json::Value {
+pub(crate) async fn sqs_event(aws: &LocalAws) -> serde_json::Value {
     let bodies = aws.drain(&aws.transcribe, 20).await.unwrap();
     let records: Vec<serde_json::Value> = bodies
         .iter()
@@ -70,7 +70,7 @@ async fn sqs_event(aws: &LocalAws) -> serde_json::Value {
     json!({ "Records": records })
 }
 
-fn deadline() -> Instant {
+pub(crate) fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(900)
 }
 

@@ -23,6 +23,8 @@ pub struct LocalAws {
     pub bucket: String,
     pub transcribe: SqsQueue,
     pub analyze: SqsQueue,
+    /// FIFO, as the deployed index queue (one writer at a time).
+    pub index: SqsQueue,
     pub sdk: aws_config::SdkConfig,
 }
 
@@ -63,6 +65,16 @@ impl LocalAws {
                 .to_owned();
             urls.push(url);
         }
+        let index_url = sqs
+            .create_queue()
+            .queue_name(format!("index-{suffix}.fifo"))
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::VisibilityTimeout, "30")
+            .send()
+            .await?
+            .queue_url()
+            .context("queue without URL")?
+            .to_owned();
         let arn = sqs
             .get_queue_attributes()
             .queue_url(&urls[0])
@@ -91,6 +103,7 @@ impl LocalAws {
         Ok(Self {
             transcribe: SqsQueue::new(&sdk, urls[0].clone()),
             analyze: SqsQueue::new(&sdk, urls[1].clone()),
+            index: SqsQueue::new(&sdk, index_url),
             s3,
             bucket,
             sdk,
