@@ -23,6 +23,15 @@ pub struct ObjectHead {
     pub metadata: HashMap<String, String>,
 }
 
+/// The condition of a conditional write ([`S3Store::put_if`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// The object exists with this ETag (`If-Match`).
+    IfMatch(String),
+    /// The object does not exist (`If-None-Match: *`).
+    IfAbsent,
+}
+
 /// The S3 adapter, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -156,6 +165,110 @@ impl S3Store {
             source: std::io::Error::other(e),
         })?;
         self.put(bucket, key, body, content_type, metadata).await
+    }
+
+    /// Uploads bytes only if the object is as expected ([`Precondition`]), so two writers can
+    /// never both replace it. Returns the new ETag, or `None` when the precondition failed
+    /// (the object changed, appeared or disappeared); nothing was written then.
+    pub async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        content_type: &str,
+        condition: &Precondition,
+    ) -> Result<Option<String>> {
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .content_type(content_type);
+        request = match condition {
+            Precondition::IfMatch(etag) => {
+                request.if_match(format!("\"{}\"", etag.trim_matches('"')))
+            }
+            Precondition::IfAbsent => request.if_none_match("*"),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Some(
+                out.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+            )),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                let code = e
+                    .as_service_error()
+                    .and_then(|s| s.code())
+                    .map(str::to_owned);
+                let refused = status == Some(412)
+                    || code.as_deref() == Some("PreconditionFailed")
+                    || (matches!(condition, Precondition::IfMatch(_))
+                        && (status == Some(404) || code.as_deref() == Some("NoSuchKey")));
+                if refused {
+                    Ok(None)
+                } else {
+                    Err(storage_error(bucket, key, e))
+                }
+            }
+        }
+    }
+
+    /// A small object read whole, with its ETag (without quotes); `None` if it does not
+    /// exist. Fails with [`Error::ObjectTooLarge`] past `max_bytes`.
+    pub async fn get_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<(Vec<u8>, String)>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Ok(None);
+                }
+                return Err(storage_error(bucket, key, e));
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| Error::Storage {
+            bucket: bucket.into(),
+            key: key.into(),
+            retryable: true,
+            source: Box::new(e),
+        })? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(Error::ObjectTooLarge {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    limit: max_bytes,
+                });
+            }
+        }
+        Ok(Some((bytes, etag)))
+    }
+
+    /// Deletes an object (a missing one is no error).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| storage_error(bucket, key, e))?;
+        Ok(())
     }
 
     /// The underlying client, for local setup (buckets, notifications).

@@ -41,7 +41,7 @@ pub(crate) fn engines() -> (Arc<dyn Embedder>, Arc<OfflineEngine>) {
     .clone()
 }
 
-fn stage(db: &TestDb) -> Stage {
+pub(crate) fn stage(db: &TestDb) -> Stage {
     let (embedder, engine) = engines();
     Stage {
         pool: db.pool.clone(),

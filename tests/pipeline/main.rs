@@ -4,5 +4,6 @@
 mod analyze;
 mod analyze_llm;
 mod flow;
+mod index;
 mod notifications;
 mod transcribe;

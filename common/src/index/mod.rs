@@ -71,6 +71,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
+#[cfg(feature = "indexer")]
+pub mod publish;
 #[cfg(test)]
 mod tests;
 

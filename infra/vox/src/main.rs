@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod analyze;
+mod index;
 mod transcribe;
 use common::db::{DbConfig, migrate};
 
@@ -59,6 +60,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Index the chunks not indexed yet (or, with --rebuild, all of them) into a new
+    /// snapshot generation on S3 (VOX_INDEX_BUCKET) and publish its manifest.
+    Index {
+        /// Start from an empty index and every chunk.
+        #[arg(long)]
+        rebuild: bool,
+    },
     /// The prompt catalog.
     Prompts {
         #[command(subcommand)]
@@ -105,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             analyze::run(source, &scenario, &report_type, &building, json).await
         }
+        Command::Index { rebuild } => index::run(rebuild).await,
         Command::Prompts {
             command: PromptsCommand::Sync,
         } => analyze::sync_prompts().await,

@@ -1,0 +1,751 @@
+//! The index writer run: new chunks in PostgreSQL become a new snapshot generation on S3,
+//! published by swapping a small manifest object with a conditional write.
+//!
+//! One run, under a PostgreSQL session advisory lock (a second writer gets
+//! [`Outcome::Busy`] and its message comes back later):
+//!
+//! 1. read `<prefix>manifest.json` and its ETag; download the snapshot it names into a temp
+//!    dir as `data.mdb`, check its SHA-256, and open it as the writer's environment (or start
+//!    an empty one: no manifest, or a rebuild);
+//! 2. add the chunks above the manifest's high-water mark, in id order and in batches, to
+//!    every configuration they belong to (their report type's, and the scenario-wide one
+//!    unless the report type is excluded from it); every chunk must have the manifest's
+//!    embedding model;
+//! 3. build (seeded with the generation number), write a compacted snapshot, upload it as
+//!    `<prefix>generations/<generation:08>/index.mdb` (only if that key is free), then
+//!    replace the manifest with `If-Match` its old ETag (`If-None-Match: *` for the first):
+//!    of two writers at most one wins, and the loser changes nothing;
+//! 4. record the generation in `index_generation`, and delete the snapshots of generations
+//!    older than the newest `keep_generations`.
+//!
+//! Until step 3's manifest write succeeds, readers keep the previous manifest, whatever
+//! happens: a crash at any point leaves an unreferenced object at worst. Temp files live in
+//! one temp dir removed when the run ends.
+//!
+//! Chunks are only ever added: a chunk deleted from PostgreSQL, or updated in place with a
+//! new embedding, stays in the index as it was until a rebuild.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::{DEFAULT_N_TREES, IndexWriter, sha256_file};
+use crate::config::{self, ConfigError};
+use crate::db::chunk::decode_embedding;
+use crate::db::{Connection, PgPool};
+use crate::storage::{Precondition, S3Store};
+use crate::{Error, Result};
+
+/// The dimension of every embedding the index holds.
+pub const DIMS: usize = 512;
+
+/// The most the writer's environment may grow to unless `VOX_INDEX_MAP_SIZE_BYTES` says.
+pub const DEFAULT_MAP_SIZE: usize = 4 << 30;
+
+/// Snapshots kept on S3 unless `VOX_INDEX_KEEP_GENERATIONS` says.
+pub const DEFAULT_KEEP_GENERATIONS: usize = 3;
+
+/// Chunks read from PostgreSQL per query.
+pub const DEFAULT_BATCH_SIZE: i64 = 2_000;
+
+/// The PostgreSQL advisory lock key held by the one writer ("vox_idx").
+pub const WRITER_LOCK: i64 = 0x0076_6f78_5f69_6478;
+
+/// A manifest is a few hundred bytes; anything much larger is not one.
+const MANIFEST_MAX_BYTES: u64 = 1 << 20;
+
+/// Where the writer publishes, and how it builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `VOX_INDEX_BUCKET` (required).
+    pub bucket: String,
+    /// `VOX_INDEX_PREFIX` (default `index/`); ends with `/` unless empty.
+    pub prefix: String,
+    /// `VOX_INDEX_KEEP_GENERATIONS` (default 3, at least 1): snapshots kept on S3.
+    pub keep_generations: usize,
+    /// `VOX_INDEX_MAP_SIZE_BYTES` (default 4 GiB): the most the environment may grow to.
+    pub map_size: usize,
+    /// `VOX_INDEX_N_TREES` (default [`DEFAULT_N_TREES`], at least 1).
+    pub n_trees: usize,
+    /// Chunks per PostgreSQL query (default 2,000).
+    pub batch_size: i64,
+    /// `VOX_INDEX_TMP_DIR`: where the run's temp dir is made (default the OS temp dir).
+    pub tmp_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Defaults for a bucket.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            prefix: "index/".into(),
+            keep_generations: DEFAULT_KEEP_GENERATIONS,
+            map_size: DEFAULT_MAP_SIZE,
+            n_trees: DEFAULT_N_TREES,
+            batch_size: DEFAULT_BATCH_SIZE,
+            tmp_dir: None,
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut settings = Self::new(config::required("VOX_INDEX_BUCKET")?);
+        settings.prefix = normalize_prefix(&config::or_default("VOX_INDEX_PREFIX", "index/")?);
+        settings.keep_generations =
+            config::parsed_or("VOX_INDEX_KEEP_GENERATIONS", DEFAULT_KEEP_GENERATIONS)?;
+        if settings.keep_generations == 0 {
+            return Err(ConfigError::Invalid {
+                var: "VOX_INDEX_KEEP_GENERATIONS",
+                reason: "must be at least 1 (the generation the manifest names)".into(),
+            });
+        }
+        settings.map_size = config::parsed_or("VOX_INDEX_MAP_SIZE_BYTES", DEFAULT_MAP_SIZE)?;
+        if settings.map_size < 1 << 20 {
+            return Err(ConfigError::Invalid {
+                var: "VOX_INDEX_MAP_SIZE_BYTES",
+                reason: format!("{} bytes is too small (at least 1 MiB)", settings.map_size),
+            });
+        }
+        settings.n_trees = config::parsed_or("VOX_INDEX_N_TREES", DEFAULT_N_TREES)?;
+        if settings.n_trees == 0 {
+            return Err(ConfigError::Invalid {
+                var: "VOX_INDEX_N_TREES",
+                reason: "must be at least 1".into(),
+            });
+        }
+        settings.tmp_dir = config::optional("VOX_INDEX_TMP_DIR")?.map(PathBuf::from);
+        Ok(settings)
+    }
+
+    /// A prefix normalised to end with `/` (unless empty).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = normalize_prefix(prefix);
+        self
+    }
+
+    pub fn manifest_key(&self) -> String {
+        format!("{}manifest.json", self.prefix)
+    }
+
+    pub fn generation_key(&self, generation: u64) -> String {
+        format!("{}generations/{generation:08}/index.mdb", self.prefix)
+    }
+}
+
+fn normalize_prefix(prefix: &str) -> String {
+    let prefix = prefix.trim().trim_start_matches('/');
+    if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
+/// The manifest object: what readers load, and where the next writer starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub generation: u64,
+    /// The highest chunk id in the snapshot's input (chunks above it are not indexed yet).
+    pub high_water_mark: i64,
+    /// Items per configuration, by `index_config.name`.
+    pub counts: BTreeMap<String, u64>,
+    pub embedding_model: String,
+    pub dims: usize,
+    /// Lowercase hex SHA-256 of the snapshot object.
+    pub checksum: String,
+    pub size_bytes: u64,
+    /// The snapshot's key in the same bucket.
+    pub object_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The manifest as read, with the ETag a conditional write must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentManifest {
+    pub manifest: Manifest,
+    pub etag: String,
+}
+
+/// Reads `key`; `None` if there is no manifest yet. A manifest that does not parse is an
+/// [`Error::Index`].
+pub async fn read_manifest(
+    s3: &S3Store,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<CurrentManifest>> {
+    let Some((bytes, etag)) = s3.get_bytes(bucket, key, MANIFEST_MAX_BYTES).await? else {
+        return Ok(None);
+    };
+    let manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Index {
+        reason: format!("the manifest s3://{bucket}/{key} is not valid: {e}"),
+    })?;
+    Ok(Some(CurrentManifest { manifest, etag }))
+}
+
+/// Replaces the manifest at `key` only if its ETag is still `expected` (or, for `None`, if
+/// there is none yet). Returns the new ETag; a lost race is a retryable [`Error::Storage`]
+/// and writes nothing.
+pub async fn write_manifest(
+    s3: &S3Store,
+    bucket: &str,
+    key: &str,
+    manifest: &Manifest,
+    expected: Option<&str>,
+) -> Result<String> {
+    let body = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Index {
+        reason: format!("cannot serialize the manifest: {e}"),
+    })?;
+    let condition = match expected {
+        Some(etag) => Precondition::IfMatch(etag.to_owned()),
+        None => Precondition::IfAbsent,
+    };
+    match s3
+        .put_if(
+            bucket,
+            key,
+            ByteStream::from(body),
+            "application/json",
+            &condition,
+        )
+        .await?
+    {
+        Some(etag) => Ok(etag),
+        None => Err(lost_race(
+            bucket,
+            key,
+            "the manifest changed since it was read: another writer published first",
+        )),
+    }
+}
+
+fn lost_race(bucket: &str, key: &str, reason: &str) -> Error {
+    Error::Storage {
+        bucket: bucket.into(),
+        key: key.into(),
+        retryable: true,
+        source: Box::new(std::io::Error::other(reason.to_owned())),
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new generation is served.
+    Published(Report),
+    /// No chunk above the high-water mark: nothing was written.
+    UpToDate {
+        generation: Option<u64>,
+        high_water_mark: i64,
+    },
+    /// Another writer holds the lock; try again later.
+    Busy,
+}
+
+/// A published generation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub generation: u64,
+    pub previous_generation: Option<u64>,
+    pub rebuilt: bool,
+    pub chunks_added: u64,
+    pub high_water_mark: i64,
+    pub counts: BTreeMap<String, u64>,
+    pub embedding_model: String,
+    pub size_bytes: u64,
+    pub object_key: String,
+    pub checksum: String,
+    /// Older generations whose snapshots were deleted by this run.
+    pub deleted_generations: Vec<u64>,
+    pub elapsed_ms: u64,
+}
+
+/// Called between the snapshot upload and the manifest write (tests simulate a concurrent
+/// writer there).
+pub type Hook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The writer: built once per cold start, one [`run`](Self::run) per invocation.
+#[derive(Clone)]
+pub struct Indexer {
+    pub pool: PgPool,
+    pub s3: S3Store,
+    pub settings: Settings,
+    pub before_manifest: Option<Hook>,
+}
+
+impl fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Indexer")
+            .field("settings", &self.settings)
+            .field("before_manifest", &self.before_manifest.is_some())
+            .finish()
+    }
+}
+
+/// The chunks above a mark with the configurations each belongs to: its report type's, and
+/// the scenario-wide ones of its scenario that do not exclude its report type.
+const CHUNKS_SQL: &str = "
+SELECT c.chunk_id, c.embedding, c.embedding_model,
+       array_agg(ic.index_config_id ORDER BY ic.index_config_id) AS configs
+FROM chunk c
+JOIN audit a ON a.audit_id = c.audit_id
+JOIN report_type rt ON rt.report_type_id = a.report_type_id
+JOIN index_config ic
+  ON ic.report_type_id = a.report_type_id
+  OR (ic.report_type_id IS NULL AND ic.scenario_id = rt.scenario_id
+      AND NOT (a.report_type_id = ANY (ic.excluded_report_type_ids)))
+WHERE c.chunk_id > $1
+GROUP BY c.chunk_id
+ORDER BY c.chunk_id
+LIMIT $2";
+
+impl Indexer {
+    pub fn new(pool: PgPool, s3: S3Store, settings: Settings) -> Self {
+        Self {
+            pool,
+            s3,
+            settings,
+            before_manifest: None,
+        }
+    }
+
+    /// One writer run; `rebuild` starts from an empty index and every chunk.
+    pub async fn run(&self, rebuild: bool) -> Result<Outcome> {
+        let started = Instant::now();
+        let conn = self.pool.get().await?;
+        let locked: bool = conn
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+            .await?
+            .get(0);
+        if !locked {
+            info!("another index writer holds the lock");
+            return Ok(Outcome::Busy);
+        }
+        let result = self.run_locked(&conn, rebuild, started).await;
+        if let Err(e) = conn
+            .query_one("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK])
+            .await
+        {
+            // Never hand a connection that may still hold the lock back to the pool:
+            // closing it releases the lock.
+            warn!(error = %crate::error::chain(&e), "could not release the index writer lock; closing the connection");
+            drop(Connection::take(conn));
+        }
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        conn: &Connection,
+        rebuild: bool,
+        started: Instant,
+    ) -> Result<Outcome> {
+        let s = &self.settings;
+        let manifest_key = s.manifest_key();
+        // A rebuild replaces whatever is there, even a manifest that does not parse.
+        let (current, etag) = match read_manifest(&self.s3, &s.bucket, &manifest_key).await {
+            Ok(Some(c)) => (Some(c.manifest), Some(c.etag)),
+            Ok(None) => (None, None),
+            Err(e @ Error::Index { .. }) if rebuild => {
+                warn!(error = %e, "replacing a manifest that does not parse");
+                let etag = self.s3.head(&s.bucket, &manifest_key).await?.etag;
+                (None, Some(etag))
+            }
+            Err(e) => return Err(e),
+        };
+        let previous = current.as_ref().map(|m| m.generation);
+
+        let tmp = match &s.tmp_dir {
+            Some(dir) => tempfile::Builder::new()
+                .prefix("vox-index-")
+                .tempdir_in(dir),
+            None => tempfile::Builder::new().prefix("vox-index-").tempdir(),
+        }
+        .map_err(|e| io_err(s.tmp_dir.as_deref().unwrap_or(Path::new("temp dir")), e))?;
+        let env_dir = tmp.path().join("env");
+        std::fs::create_dir_all(&env_dir).map_err(|e| io_err(&env_dir, e))?;
+
+        let (mut model, from) = match (&current, rebuild) {
+            (Some(m), false) => {
+                let data = env_dir.join("data.mdb");
+                self.s3
+                    .download_to(&s.bucket, &m.object_key, &data, u64::MAX)
+                    .await?;
+                let checksum = sha256_file(&data)?;
+                if checksum != m.checksum {
+                    return Err(Error::Index {
+                        reason: format!(
+                            "snapshot s3://{}/{} has SHA-256 {checksum}, the manifest says {}",
+                            s.bucket, m.object_key, m.checksum
+                        ),
+                    });
+                }
+                (Some(m.embedding_model.clone()), m.high_water_mark)
+            }
+            _ => (None, 0),
+        };
+        // `create` opens a downloaded snapshot too, with this map size (a compacted file
+        // records only its own size).
+        let writer = IndexWriter::create(&env_dir, s.map_size, DIMS)?
+            .with_n_trees(s.n_trees)
+            .with_tmp_dir(tmp.path());
+
+        let config_names: BTreeMap<u16, String> = conn
+            .query("SELECT index_config_id, name FROM index_config", &[])
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let id: i16 = r.get(0);
+                Some((u16::try_from(id).ok()?, r.get::<_, String>(1)))
+            })
+            .collect();
+
+        let mut after = from;
+        let mut added = 0u64;
+        loop {
+            let rows = conn.query(CHUNKS_SQL, &[&after, &s.batch_size]).await?;
+            let mut by_config: BTreeMap<u16, Vec<(i64, Vec<f32>)>> = BTreeMap::new();
+            for row in &rows {
+                let chunk_id: i64 = row.get(0);
+                let bytes: &[u8] = row.get(1);
+                let chunk_model: &str = row.get(2);
+                let configs: Vec<i16> = row.get(3);
+                match &model {
+                    Some(m) if m != chunk_model => {
+                        let reason = if rebuild {
+                            format!(
+                                "chunks were embedded with different models ({m:?} and {chunk_model:?} for chunk {chunk_id}): re-embed them with one model"
+                            )
+                        } else {
+                            format!(
+                                "chunk {chunk_id} was embedded with {chunk_model:?} but the index holds {m:?} embeddings: rebuild the index (`vox index --rebuild`, or invoke the index function with {{\"rebuild\": true}})"
+                            )
+                        };
+                        return Err(Error::Index { reason });
+                    }
+                    Some(_) => {}
+                    None => model = Some(chunk_model.to_owned()),
+                }
+                let vector = decode_embedding(bytes);
+                if vector.len() != DIMS {
+                    return Err(Error::Index {
+                        reason: format!(
+                            "chunk {chunk_id} has {} dimensions, the index {DIMS}",
+                            vector.len()
+                        ),
+                    });
+                }
+                let mut configs = configs.into_iter().filter_map(|c| u16::try_from(c).ok());
+                if let Some(last) = configs.next_back() {
+                    for config in configs {
+                        by_config
+                            .entry(config)
+                            .or_default()
+                            .push((chunk_id, vector.clone()));
+                    }
+                    by_config.entry(last).or_default().push((chunk_id, vector));
+                }
+                after = chunk_id;
+            }
+            for (config, items) in &by_config {
+                let refs: Vec<(i64, &[f32])> =
+                    items.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+                writer.add(*config, &refs)?;
+            }
+            added += rows.len() as u64;
+            if (rows.len() as i64) < s.batch_size {
+                break;
+            }
+        }
+
+        if added == 0 && !rebuild {
+            info!(generation = ?previous, high_water_mark = from, "the index is up to date");
+            return Ok(Outcome::UpToDate {
+                generation: previous,
+                high_water_mark: from,
+            });
+        }
+
+        let recorded: Option<i64> = conn
+            .query_one("SELECT max(generation) FROM index_generation", &[])
+            .await?
+            .get(0);
+        let generation = previous
+            .unwrap_or(0)
+            .max(recorded.and_then(|g| u64::try_from(g).ok()).unwrap_or(0))
+            + 1;
+
+        writer.build(generation)?;
+        let snapshot = writer.snapshot(&tmp.path().join("index.mdb"))?;
+        let counts: BTreeMap<String, u64> = writer
+            .counts()?
+            .into_iter()
+            .map(|(config, n)| {
+                let name = config_names
+                    .get(&config)
+                    .cloned()
+                    .unwrap_or_else(|| format!("config-{config}"));
+                (name, n)
+            })
+            .collect();
+        drop(writer);
+
+        let object_key = s.generation_key(generation);
+        self.upload_generation(&object_key, &snapshot.path, generation, &snapshot.sha256)
+            .await?;
+
+        let manifest = Manifest {
+            generation,
+            high_water_mark: after,
+            counts: counts.clone(),
+            embedding_model: model
+                .or_else(|| current.as_ref().map(|m| m.embedding_model.clone()))
+                .unwrap_or_default(),
+            dims: DIMS,
+            checksum: snapshot.sha256.clone(),
+            size_bytes: snapshot.size_bytes,
+            object_key: object_key.clone(),
+            created_at: Utc::now(),
+        };
+        if let Some(hook) = &self.before_manifest {
+            hook().await;
+        }
+        if let Err(e) = write_manifest(
+            &self.s3,
+            &s.bucket,
+            &manifest_key,
+            &manifest,
+            etag.as_deref(),
+        )
+        .await
+        {
+            // A request that failed after S3 stored the manifest (a lost response) published
+            // the generation after all.
+            let published = read_manifest(&self.s3, &s.bucket, &manifest_key)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.manifest == manifest);
+            if !published {
+                // The object was made by this run (the upload refuses an existing key):
+                // nothing refers to it.
+                if let Err(d) = self.s3.delete(&s.bucket, &object_key).await {
+                    warn!(error = %crate::error::chain(&d), key = %object_key, "could not delete an unpublished snapshot");
+                }
+                return Err(e);
+            }
+        }
+        info!(
+            generation,
+            high_water_mark = after,
+            chunks = added,
+            "published a new index generation"
+        );
+
+        if let Err(e) = record_generation(conn, &manifest).await {
+            warn!(error = %crate::error::chain(&e), generation, "published, but could not record the generation");
+        }
+        let deleted_generations = self.delete_old(conn, generation).await;
+
+        Ok(Outcome::Published(Report {
+            generation,
+            previous_generation: previous,
+            rebuilt: rebuild,
+            chunks_added: added,
+            high_water_mark: after,
+            counts,
+            embedding_model: manifest.embedding_model,
+            size_bytes: snapshot.size_bytes,
+            object_key,
+            checksum: snapshot.sha256,
+            deleted_generations,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    /// Uploads a snapshot to a key no object holds yet. An object already there was left by
+    /// a run that stopped before its manifest (this run holds the writer lock), unless the
+    /// manifest now names it.
+    async fn upload_generation(
+        &self,
+        key: &str,
+        path: &Path,
+        generation: u64,
+        sha256: &str,
+    ) -> Result<()> {
+        let s = &self.settings;
+        let metadata = HashMap::from([
+            ("generation".to_owned(), generation.to_string()),
+            ("sha256".to_owned(), sha256.to_owned()),
+        ]);
+        for attempt in 0..2 {
+            let body = ByteStream::from_path(path).await.map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+            let stored = self
+                .s3
+                .client()
+                .put_object()
+                .bucket(&s.bucket)
+                .key(key)
+                .body(body)
+                .content_type("application/octet-stream")
+                .set_metadata(Some(metadata.clone()))
+                .if_none_match("*")
+                .send()
+                .await;
+            match stored {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                    let named = read_manifest(&self.s3, &s.bucket, &s.manifest_key())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|c| c.manifest.object_key == key);
+                    if named || attempt > 0 {
+                        return Err(lost_race(
+                            &s.bucket,
+                            key,
+                            "the snapshot key of the next generation is taken: another writer published first",
+                        ));
+                    }
+                    warn!(key, "deleting a snapshot left by an unfinished run");
+                    self.s3.delete(&s.bucket, key).await?;
+                }
+                Err(e) => {
+                    return Err(Error::Storage {
+                        bucket: s.bucket.clone(),
+                        key: key.into(),
+                        retryable: true,
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        Err(lost_race(&s.bucket, key, "could not upload the snapshot"))
+    }
+
+    /// Deletes the snapshots of generations older than the newest `keep_generations`; returns
+    /// those deleted. Failures are logged and left for the next run.
+    async fn delete_old(&self, conn: &Connection, newest: u64) -> Vec<u64> {
+        let s = &self.settings;
+        let keep = u64::try_from(s.keep_generations.max(1)).unwrap_or(u64::MAX);
+        let Some(last_old) = newest.checked_sub(keep) else {
+            return Vec::new();
+        };
+        let last_old = i64::try_from(last_old).unwrap_or(i64::MAX);
+        let rows = match conn
+            .query(
+                "SELECT generation, object_key FROM index_generation
+                 WHERE deleted_at IS NULL AND generation <= $1 ORDER BY generation",
+                &[&last_old],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %crate::error::chain(&e), "could not list old generations");
+                return Vec::new();
+            }
+        };
+        let mut deleted = Vec::new();
+        for row in rows {
+            let generation: i64 = row.get(0);
+            let key: String = row.get(1);
+            if let Err(e) = self.s3.delete(&s.bucket, &key).await {
+                warn!(error = %crate::error::chain(&e), generation, "could not delete an old snapshot");
+                continue;
+            }
+            match conn
+                .execute(
+                    "UPDATE index_generation SET deleted_at = now() WHERE generation = $1",
+                    &[&generation],
+                )
+                .await
+            {
+                Ok(_) => deleted.push(u64::try_from(generation).unwrap_or(0)),
+                Err(e) => {
+                    warn!(error = %crate::error::chain(&e), generation, "deleted an old snapshot but could not record it");
+                }
+            }
+        }
+        deleted
+    }
+}
+
+async fn record_generation(conn: &Connection, m: &Manifest) -> Result<()> {
+    let generation = i64::try_from(m.generation).unwrap_or(i64::MAX);
+    let size = i64::try_from(m.size_bytes).unwrap_or(i64::MAX);
+    let counts = serde_json::to_value(&m.counts).unwrap_or_default();
+    conn.execute(
+        "INSERT INTO index_generation
+             (generation, high_water_mark, counts, embedding_model, object_key, checksum,
+              size_bytes, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (generation) DO UPDATE SET
+             high_water_mark = EXCLUDED.high_water_mark, counts = EXCLUDED.counts,
+             embedding_model = EXCLUDED.embedding_model, object_key = EXCLUDED.object_key,
+             checksum = EXCLUDED.checksum, size_bytes = EXCLUDED.size_bytes,
+             created_at = EXCLUDED.created_at, deleted_at = NULL",
+        &[
+            &generation,
+            &m.high_water_mark,
+            &counts,
+            &m.embedding_model,
+            &m.object_key,
+            &m.checksum,
+            &size,
+            &m.created_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_prefix() {
+        let s = Settings::new("b").with_prefix("idx");
+        assert_eq!(s.manifest_key(), "idx/manifest.json");
+        assert_eq!(s.generation_key(7), "idx/generations/00000007/index.mdb");
+        let s = Settings::new("b").with_prefix("");
+        assert_eq!(s.manifest_key(), "manifest.json");
+        assert_eq!(Settings::new("b").manifest_key(), "index/manifest.json");
+    }
+
+    #[test]
+    fn the_manifest_round_trips_as_json() {
+        let m = Manifest {
+            generation: 2,
+            high_water_mark: 41,
+            counts: BTreeMap::from([("interview".to_owned(), 10)]),
+            embedding_model: "use-multilingual".into(),
+            dims: DIMS,
+            checksum: "ab".repeat(32),
+            size_bytes: 4096,
+            object_key: "index/generations/00000002/index.mdb".into(),
+            created_at: Utc::now(),
+        };
+        let json = serde_json::to_string(&m).unwrap_or_default();
+        let back: Manifest = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, m);
+    }
+}
