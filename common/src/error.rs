@@ -136,6 +136,12 @@ pub enum Error {
     /// are [`Error::Io`] (retryable).
     #[error("vector index: {reason}")]
     Index { reason: String },
+
+    #[error("question {id} does not exist")]
+    UnknownQuestion { id: i64 },
+
+    #[error("question {id} is being answered by another worker until {until}")]
+    QuestionBusy { id: i64, until: String },
 }
 
 /// An error and its causes on one line: `a: b: c`.
@@ -160,6 +166,7 @@ impl Error {
             | Error::LeaseLost { .. }
             | Error::JobLeaseLost { .. }
             | Error::JobBusy { .. }
+            | Error::QuestionBusy { .. }
             | Error::Busy { .. }
             | Error::Paused { .. }
             | Error::Engine { .. } => true,

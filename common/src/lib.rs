@@ -24,11 +24,15 @@ pub mod events;
 pub mod index;
 #[cfg(feature = "llm")]
 pub mod llm;
+#[cfg(feature = "indexer")]
+pub mod maintain;
 pub mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 #[cfg(feature = "aws")]
 pub mod queue;
+#[cfg(feature = "search")]
+pub mod search;
 #[cfg(feature = "transcribe")]
 pub mod speech;
 #[cfg(feature = "speech-api")]

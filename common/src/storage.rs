@@ -32,6 +32,17 @@ pub enum Precondition {
     IfAbsent,
 }
 
+/// What a conditional read ([`S3Store::get_bytes_if_changed`]) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The object still has the ETag given: nothing was transferred.
+    NotModified,
+    /// There is no such object.
+    Missing,
+    /// The object read whole, with its ETag (without quotes).
+    Found { bytes: Vec<u8>, etag: String },
+}
+
 /// The S3 adapter, built once per cold start.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -259,6 +270,53 @@ impl S3Store {
         Ok(Some((bytes, etag)))
     }
 
+    /// A small object read whole unless it still has the ETag `unless_etag`
+    /// (`If-None-Match`), so polling an unchanged object transfers nothing. Fails with
+    /// [`Error::ObjectTooLarge`] past `max_bytes`.
+    pub async fn get_bytes_if_changed(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+        unless_etag: Option<&str>,
+    ) -> Result<Fetched> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        if let Some(etag) = unless_etag {
+            request = request.if_none_match(format!("\"{}\"", etag.trim_matches('"')));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) {
+                    return Ok(Fetched::NotModified);
+                }
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    return Ok(Fetched::Missing);
+                }
+                return Err(storage_error(bucket, key, e));
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| Error::Storage {
+            bucket: bucket.into(),
+            key: key.into(),
+            retryable: true,
+            source: Box::new(e),
+        })? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max_bytes {
+                return Err(Error::ObjectTooLarge {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    limit: max_bytes,
+                });
+            }
+        }
+        Ok(Fetched::Found { bytes, etag })
+    }
+
     /// Deletes an object (a missing one is no error).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.client
@@ -269,6 +327,33 @@ impl S3Store {
             .await
             .map_err(|e| storage_error(bucket, key, e))?;
         Ok(())
+    }
+
+    /// Every object under `prefix` with its last-modified time (all pages).
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| storage_error(bucket, prefix, e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                let modified = object
+                    .last_modified()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                out.push((key.to_owned(), modified));
+            }
+        }
+        Ok(out)
     }
 
     /// The underlying client, for local setup (buckets, notifications).

@@ -4,10 +4,12 @@
 //! closer to real sentence embeddings; random: uniform unit vectors, the worst case for any
 //! tree index) it indexes `VOX_BENCH_ITEMS` (default 100,000) 512-d unit vectors in one
 //! configuration with `VOX_BENCH_TREES` trees (default: the library default), then prints the
-//! build time, the snapshot's size and time, the time to reopen it, and for k = 50 over 200
-//! held-out queries the p50/p95 latency and recall@50 against brute force, for several
-//! `search_k` settings, without and with a 5% candidate set. `VOX_BENCH_DATA` picks one data
-//! set (`clustered` or `random`); `VOX_BENCH_SPREAD` (default 2) sets how wide the clusters are.
+//! build time, the snapshot's size and time, the time to reopen it, and for k results
+//! (`VOX_BENCH_K`, default 50) over 200 held-out queries the p50/p95 latency and recall@k
+//! against brute force, for several `search_k` settings (`VOX_BENCH_FACTORS`, default
+//! 2,5,10,20: k × trees × factor nodes), without and with a 5% candidate set.
+//! `VOX_BENCH_DATA` picks one data set (`clustered` or `random`); `VOX_BENCH_SPREAD` (default
+//! 2) sets how wide the clusters are.
 //!
 //! Run: `cargo bench -p vox-tests --bench index`
 
@@ -20,7 +22,24 @@ use common::index::{Candidates, IndexReader, IndexWriter, SearchK, sha256_file};
 
 const DIMS: usize = 512;
 const QUERIES: usize = 200;
-const K: usize = 50;
+/// Results per query (`VOX_BENCH_K`, default 50) and the `search_k` factors tried
+/// (`VOX_BENCH_FACTORS`, comma-separated, default 2,5,10,20).
+fn k() -> usize {
+    static K: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *K.get_or_init(|| env_or("VOX_BENCH_K", 50).unwrap_or(50).max(1))
+}
+
+fn factors() -> Vec<usize> {
+    std::env::var("VOX_BENCH_FACTORS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|f| f.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| FACTORS.to_vec())
+}
 const CLUSTERS: usize = 200;
 const FACTORS: [usize; 4] = [2, 5, 10, 20];
 
@@ -35,7 +54,8 @@ fn main() -> Result<()> {
         Err(_) => 2.0,
     };
     println!(
-        "vector index: {items} x {DIMS}-d unit vectors, {trees} trees, k = {K}, {QUERIES} queries"
+        "vector index: {items} x {DIMS}-d unit vectors, {trees} trees, k = {}, {QUERIES} queries",
+        k()
     );
     for data in ["clustered", "random"] {
         if only.as_deref().is_some_and(|o| o != data) {
@@ -116,7 +136,7 @@ fn run(data: &str, items: usize, trees: usize, spread: f32) -> Result<()> {
     let t = Instant::now();
     let exact: Vec<Vec<i64>> = queries
         .iter()
-        .map(|q| brute_force(vectors, q, K, |_| true))
+        .map(|q| brute_force(vectors, q, k(), |_| true))
         .collect();
     let brute = t.elapsed();
     println!(
@@ -129,17 +149,16 @@ fn run(data: &str, items: usize, trees: usize, spread: f32) -> Result<()> {
     let set: Candidates = (1..=items as i64).filter(|&id| in_set(id)).collect();
     let exact_in_set: Vec<Vec<i64>> = queries
         .iter()
-        .map(|q| brute_force(vectors, q, K, in_set))
+        .map(|q| brute_force(vectors, q, k(), in_set))
         .collect();
 
-    println!(
-        "search_k           | p50 ms | p95 ms | recall@50 | 5% set: p50 ms | p95 ms | recall@50"
-    );
-    let settings: Vec<(String, SearchK)> = FACTORS
+    let r = format!("recall@{}", k());
+    println!("search_k           | p50 ms | p95 ms | {r:>9} | 5% set: p50 ms | p95 ms | {r:>9}");
+    let settings: Vec<(String, SearchK)> = factors()
         .iter()
         .map(|&f| {
             let factor = NonZeroUsize::new(f).context("factor")?;
-            let label = format!("k*trees*{f} = {}", K * trees * f);
+            let label = format!("k*trees*{f} = {}", k() * trees * f);
             Ok((label, SearchK::Factor(factor)))
         })
         .collect::<Result<_>>()?;
@@ -170,7 +189,7 @@ fn measure(
     let mut wanted = 0;
     for (q, truth) in queries.iter().zip(exact) {
         let t = Instant::now();
-        let hits = reader.search(1, q, K, set)?;
+        let hits = reader.search(1, q, k(), set)?;
         times.push(t.elapsed());
         let truth: HashSet<i64> = truth.iter().copied().collect();
         found += hits.iter().filter(|(id, _)| truth.contains(id)).count();

@@ -105,6 +105,18 @@ pub(crate) async fn setup(
     report_type: &str,
     building: &str,
 ) -> JobMessage {
+    setup_in(db, scenario, report_type, building, "Казань", "2026-03-14").await
+}
+
+/// [`setup`] for a recording made in `city` on `date` (YYYY-MM-DD).
+pub(crate) async fn setup_in(
+    db: &TestDb,
+    scenario: &str,
+    report_type: &str,
+    building: &str,
+    city: &str,
+    date: &str,
+) -> JobMessage {
     let conn = db.pool.get().await.unwrap();
     let place_building = if building == "non-building" {
         "hotel"
@@ -116,10 +128,10 @@ pub(crate) async fn setup(
         "building": place_building,
         "employee": "Анна Смирнова",
         "place": "Гранд Отель",
-        "city": "Казань",
+        "city": city,
         "client": "Иван Петров",
         "zones": ["Лобби", "Номера"],
-        "date": "2026-03-14",
+        "date": date,
         "number": 7,
     });
     let recording_id: i64 = conn
@@ -127,7 +139,7 @@ pub(crate) async fn setup(
             "INSERT INTO recording (bucket, object_key, etag, status, metadata)
              VALUES ('b', $1, 'e', 'transcribed', $2) RETURNING recording_id",
             &[
-                &format!("{scenario}/{report_type}-{building}.ogg"),
+                &format!("{scenario}/{report_type}-{building}-{city}-{date}.ogg"),
                 &metadata,
             ],
         )

@@ -62,7 +62,7 @@ async fn an_upload_ends_as_stored_reports_with_chunks_and_index_requests() {
         .map(|(i, b)| json!({"messageId": format!("j{i}"), "body": b, "eventSource": "aws:sqs"}))
         .collect();
     let event = analyze::Invocation::from_json(json!({ "Records": records })).unwrap();
-    let response = analyze::handle(&analyzer, event).await.unwrap();
+    let response = analyze::handle(&analyzer, None, event).await.unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
 
     let conn = db.pool.get().await.unwrap();

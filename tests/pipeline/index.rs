@@ -18,7 +18,7 @@ use vox_tests::aws::LocalAws;
 
 use super::analyze::{setup, stage};
 
-fn indexer(db: &TestDb, aws: &LocalAws, keep: usize) -> Indexer {
+pub(crate) fn indexer(db: &TestDb, aws: &LocalAws, keep: usize) -> Indexer {
     let mut settings = Settings::new(aws.bucket.clone());
     settings.keep_generations = keep;
     settings.map_size = 256 << 20;
@@ -36,7 +36,7 @@ async fn analyze(db: &TestDb, scenario: &str, report_type: &str, building: &str)
     }
 }
 
-fn published(outcome: Outcome) -> Report {
+pub(crate) fn published(outcome: Outcome) -> Report {
     match outcome {
         Outcome::Published(r) => r,
         other => panic!("expected a new generation: {other:?}"),
@@ -397,4 +397,130 @@ async fn a_different_model_is_refused_until_a_rebuild_and_a_busy_lock_defers() {
     assert_eq!(rebuilt.embedding_model, first.embedding_model);
     assert_eq!(nonzero(&rebuilt.counts), expected_counts(&db).await);
     assert_eq!(rebuilt.high_water_mark, max_chunk_id(&db).await);
+}
+
+#[tokio::test]
+async fn a_writer_killed_before_the_manifest_swap_leaves_the_old_generation_and_the_next_run_completes()
+ {
+    let db = TestDb::new().await.unwrap();
+    let aws = LocalAws::new().await.unwrap();
+    analyze(&db, "interview", "links", "non-building").await;
+    let first = published(indexer(&db, &aws, 3).run(false).await.unwrap());
+    let before = manifest_now(&aws).await.unwrap();
+
+    // The run stops for good after uploading its snapshot, before the manifest swap: it is
+    // cancelled there, as a Lambda timeout would end it.
+    analyze(&db, "interview", "common-factors", "hotel").await;
+    let mut killed = indexer(&db, &aws, 3);
+    let (reached_tx, reached_rx) = tokio::sync::oneshot::channel::<()>();
+    let reached = Arc::new(std::sync::Mutex::new(Some(reached_tx)));
+    killed.before_manifest = Some(Arc::new(move || {
+        if let Some(tx) = reached.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        Box::pin(std::future::pending::<()>())
+    }));
+    let run = tokio::spawn(async move { killed.run(false).await });
+    reached_rx.await.unwrap();
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+
+    // Readers still get the old generation.
+    assert_eq!(manifest_now(&aws).await.unwrap(), before);
+    assert_eq!(
+        generation_rows(&db).await,
+        vec![(first.generation as i64, false)]
+    );
+
+    // The next run is not kept out by the killed one's lock and publishes every chunk.
+    let next = published(indexer(&db, &aws, 3).run(false).await.unwrap());
+    assert!(next.generation > first.generation);
+    assert_eq!(next.high_water_mark, max_chunk_id(&db).await);
+    assert_eq!(nonzero(&next.counts), nonzero(&expected_counts(&db).await));
+}
+
+#[tokio::test]
+async fn index_messages_processed_concurrently_lose_no_chunk() {
+    let db = TestDb::new().await.unwrap();
+    let aws = LocalAws::new().await.unwrap();
+    analyze(&db, "interview", "links", "non-building").await;
+    analyze(&db, "design", "structured-audit", "hotel").await;
+    // Two writers at once: one publishes, the other is busy (its message comes back) or
+    // finds the work done.
+    let (a, b) = (indexer(&db, &aws, 3), indexer(&db, &aws, 3));
+    let (ra, rb) = tokio::join!(a.run(false), b.run(false));
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    let published_runs = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Published(_)))
+        .count();
+    assert_eq!(published_runs, 1, "{outcomes:?}");
+    // Whatever the loser's message finds when it comes back, every chunk is served.
+    analyze(&db, "interview", "common-factors", "hotel").await;
+    let retried = indexer(&db, &aws, 3).run(false).await.unwrap();
+    let report = published(retried);
+    assert_eq!(report.high_water_mark, max_chunk_id(&db).await);
+    assert_eq!(
+        nonzero(&report.counts),
+        nonzero(&expected_counts(&db).await)
+    );
+}
+
+#[tokio::test]
+async fn an_index_built_from_another_database_is_neither_extended_nor_served() {
+    let aws = LocalAws::new().await.unwrap();
+    let ours = TestDb::new().await.unwrap();
+    analyze(&ours, "interview", "links", "non-building").await;
+    published(indexer(&ours, &aws, 3).run(false).await.unwrap());
+    let manifest = manifest_now(&aws).await.unwrap().manifest;
+    let id = common::db::database_id(&ours.pool.get().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(manifest.database_id.as_deref(), Some(id.as_str()));
+
+    // Another database (recreated, or another deployment's) pointed at the same bucket.
+    let other = TestDb::new().await.unwrap();
+    let conn = other.pool.get().await.unwrap();
+    conn.execute("UPDATE deployment SET database_id = gen_random_uuid()", &[])
+        .await
+        .unwrap();
+    analyze(&other, "interview", "common-factors", "hotel").await;
+    let err = indexer(&other, &aws, 3).run(false).await.unwrap_err();
+    assert!(err.to_string().contains("another database"), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(manifest_now(&aws).await.unwrap().manifest, manifest);
+
+    // Its searches do not read the foreign snapshot; a rebuild makes the index its own.
+    let dir = tempfile::tempdir().unwrap();
+    let reader = open_published(&aws, &manifest, &dir).await;
+    let searcher = common::search::Searcher::new(other.pool.clone(), super::analyze::engines().0);
+    let served = common::search::Served {
+        reader: &reader,
+        generation: manifest.generation,
+        high_water_mark: manifest.high_water_mark,
+        embedding_model: &manifest.embedding_model,
+        database_id: manifest.database_id.as_deref(),
+    };
+    let results = searcher
+        .search(
+            Some(served),
+            &common::search::SearchRequest::new("почему гости выбирают отель"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        results
+            .freshness
+            .warning
+            .unwrap()
+            .contains("another database")
+    );
+    assert_eq!(results.freshness.generation, None);
+    assert!(!results.hits.is_empty());
+    let rebuilt = published(indexer(&other, &aws, 3).run(true).await.unwrap());
+    assert!(rebuilt.rebuilt);
+    assert_ne!(
+        manifest_now(&aws).await.unwrap().manifest.database_id,
+        manifest.database_id
+    );
 }

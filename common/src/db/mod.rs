@@ -6,6 +6,7 @@
 //! Mozilla roots.
 
 pub mod analysis_job;
+pub mod api_key;
 pub mod audit;
 pub mod chunk;
 pub mod migrate;
@@ -180,4 +181,19 @@ impl PgPool {
     pub async fn get(&self) -> Result<Connection> {
         self.pool.get().await.map_err(Error::Pool)
     }
+}
+
+/// One round trip to the server (a health check).
+pub async fn ping(client: &impl GenericClient) -> Result<()> {
+    client.query_one("SELECT 1", &[]).await?;
+    Ok(())
+}
+
+/// This database's identity (`deployment.database_id`, made by the migrations): index
+/// manifests record it, so an index built from another database is never taken for this one's.
+pub async fn database_id(client: &impl GenericClient) -> Result<String> {
+    Ok(client
+        .query_one("SELECT database_id::text FROM deployment", &[])
+        .await?
+        .get(0))
 }

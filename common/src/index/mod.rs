@@ -73,6 +73,8 @@ use crate::{Error, Result};
 
 #[cfg(feature = "indexer")]
 pub mod publish;
+#[cfg(feature = "indexer")]
+pub mod reader;
 #[cfg(test)]
 mod tests;
 

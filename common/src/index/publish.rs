@@ -164,7 +164,12 @@ pub struct Manifest {
     /// The snapshot's key in the same bucket.
     pub object_key: String,
     pub created_at: DateTime<Utc>,
+    /// The identity of the database the snapshot was built from (`deployment.database_id`);
+    /// absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<String>,
 }
+
 
 /// The manifest as read, with the ETag a conditional write must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,6 +294,33 @@ impl fmt::Debug for Indexer {
     }
 }
 
+/// The connection that holds the writer lock. Unless the lock was released and the
+/// connection handed back ([`LockedConnection::release_to_pool`]), dropping it closes the
+/// connection, which releases the lock: a run cancelled at any await (a timeout, a dropped
+/// future) never returns a locked connection to the pool, where it would keep every later
+/// writer busy.
+struct LockedConnection(Option<Connection>);
+
+impl LockedConnection {
+    fn connection(&self) -> &Connection {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("used after release"))
+    }
+
+    fn release_to_pool(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for LockedConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(Connection::take(conn));
+        }
+    }
+}
+
 /// The chunks above a mark with the configurations each belongs to: its report type's, and
 /// the scenario-wide ones of its scenario that do not exclude its report type.
 const CHUNKS_SQL: &str = "
@@ -319,24 +351,27 @@ impl Indexer {
     /// One writer run; `rebuild` starts from an empty index and every chunk.
     pub async fn run(&self, rebuild: bool) -> Result<Outcome> {
         let started = Instant::now();
-        let conn = self.pool.get().await?;
+        let lock = LockedConnection(Some(self.pool.get().await?));
+        let conn = lock.connection();
         let locked: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
             .await?
             .get(0);
         if !locked {
             info!("another index writer holds the lock");
+            lock.release_to_pool();
             return Ok(Outcome::Busy);
         }
-        let result = self.run_locked(&conn, rebuild, started).await;
-        if let Err(e) = conn
+        let result = self.run_locked(conn, rebuild, started).await;
+        match conn
             .query_one("SELECT pg_advisory_unlock($1)", &[&WRITER_LOCK])
             .await
         {
-            // Never hand a connection that may still hold the lock back to the pool:
-            // closing it releases the lock.
-            warn!(error = %crate::error::chain(&e), "could not release the index writer lock; closing the connection");
-            drop(Connection::take(conn));
+            Ok(_) => lock.release_to_pool(),
+            // Dropping the guard closes the connection, which releases the lock.
+            Err(e) => {
+                warn!(error = %crate::error::chain(&e), "could not release the index writer lock; closing the connection")
+            }
         }
         result
     }
@@ -361,6 +396,21 @@ impl Indexer {
             Err(e) => return Err(e),
         };
         let previous = current.as_ref().map(|m| m.generation);
+        let database = crate::db::database_id(conn).await?;
+        if !rebuild
+            && let Some(m) = &current
+            && let Some(theirs) = &m.database_id
+            && *theirs != database
+        {
+            return Err(Error::Index {
+                reason: format!(
+                    "the index at s3://{}/{manifest_key} was built from another database \
+                     ({theirs}; this one is {database}): its chunk ids name other chunks. \
+                     Run `vox index --rebuild` to replace it with this database's index",
+                    s.bucket
+                ),
+            });
+        }
 
         let tmp = match &s.tmp_dir {
             Some(dir) => tempfile::Builder::new()
@@ -513,6 +563,7 @@ impl Indexer {
             size_bytes: snapshot.size_bytes,
             object_key: object_key.clone(),
             created_at: Utc::now(),
+            database_id: Some(database),
         };
         if let Some(hook) = &self.before_manifest {
             hook().await;
@@ -743,6 +794,7 @@ mod tests {
             size_bytes: 4096,
             object_key: "index/generations/00000002/index.mdb".into(),
             created_at: Utc::now(),
+            database_id: Some("5f0e3c1a-0000-4000-8000-000000000001".into()),
         };
         let json = serde_json::to_string(&m).unwrap_or_default();
         let back: Manifest = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));

@@ -9,6 +9,8 @@ use common::analysis::stage::{Settings, Stage};
 use common::db::{DbConfig, PgPool};
 use common::embed::{Embedder, UseEmbedder};
 use common::queue::SqsQueue;
+use common::search::Searcher;
+use common::search::answer::{AnswerSettings, Answerer};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -25,10 +27,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         settings: Settings::from_env()?,
         worker: common::config::worker_id(),
     };
-    let stage = &stage;
+    let mut answerer = Answerer::new(
+        Searcher::new(stage.pool.clone(), Arc::clone(&stage.embedder)),
+        common::llm::chat_model_from_env()?,
+    );
+    answerer.settings = AnswerSettings::from_env()?;
+    let (stage, answerer) = (&stage, &answerer);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let invocation = analyze::Invocation::from_json(event.payload)?;
-        let response = analyze::handle(stage, invocation).await?;
+        let response = analyze::handle(stage, Some(answerer), invocation).await?;
         Ok::<_, lambda_runtime::Error>(response)
     }))
     .await

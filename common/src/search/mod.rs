@@ -1,0 +1,819 @@
+//! Search across stored reports: the question is embedded, the served snapshot is searched in
+//! one configuration (or all of them), metadata filters become arroy candidate sets from
+//! PostgreSQL, and every hit is hydrated with its report, recording and the transcript
+//! segments its quotes come from.
+//!
+//! The snapshot always trails PostgreSQL a little (the index lag). Chunks above its high-water
+//! mark are scanned exactly from their stored embeddings (up to [`Settings::fresh_max`]), so a
+//! report is searchable as soon as it is stored, and everything is searchable before the first
+//! snapshot exists. Chunks deleted after a snapshot are dropped at hydration.
+//!
+//! Optionally the vector ranking is fused with PostgreSQL full-text search (Russian
+//! configuration) by reciprocal rank fusion: it helps questions that name a rare exact word
+//! (a brand, a room number) that sentence embeddings blur.
+
+pub mod answer;
+pub mod deep;
+mod locate;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::db::GenericClient;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::quotes;
+use crate::db::PgPool;
+use crate::db::chunk::decode_embedding;
+use crate::embed::{Embedder, cosine};
+use crate::index::{Candidates, IndexReader};
+use crate::{Error, Result};
+
+pub use locate::SegmentLocator;
+
+/// The most results one search returns.
+pub const MAX_LIMIT: usize = 200;
+
+/// The longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 2_000;
+
+/// Metadata filters; each one given narrows the search. Names compare case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filters {
+    /// Scenario code or name (`design`, `interview`).
+    pub scenario: Option<String>,
+    /// Report type code or description.
+    pub report_type: Option<String>,
+    /// The report's building code or type, or the building type of its place.
+    pub building: Option<String>,
+    pub city: Option<String>,
+    pub date_from: Option<NaiveDate>,
+    pub date_to: Option<NaiveDate>,
+    pub employee: Option<String>,
+    pub client: Option<String>,
+    /// The audited place (hotel, restaurant or centre by name).
+    pub place: Option<String>,
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let (Some(from), Some(to)) = (self.date_from, self.date_to)
+            && from > to
+        {
+            return Err(Error::InvalidInput {
+                field: "date_from",
+                reason: format!("{from} is after date_to {to}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What to search for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    /// A configuration name (`index_config.name`); `None` searches every report type.
+    #[serde(default)]
+    pub config: Option<String>,
+    #[serde(default)]
+    pub filters: Filters,
+    /// Results wanted (1 to [`MAX_LIMIT`], default 10).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Fuse with PostgreSQL full-text search by reciprocal rank fusion.
+    #[serde(default)]
+    pub hybrid: bool,
+}
+
+fn default_limit() -> usize {
+    10
+}
+
+impl SearchRequest {
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            config: None,
+            filters: Filters::default(),
+            limit: default_limit(),
+            hybrid: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let chars = self.query.trim().chars().count();
+        if chars == 0 {
+            return Err(Error::InvalidInput {
+                field: "query",
+                reason: "is empty".into(),
+            });
+        }
+        if chars > MAX_QUERY_CHARS {
+            return Err(Error::InvalidInput {
+                field: "query",
+                reason: format!("{chars} characters is over the {MAX_QUERY_CHARS} limit"),
+            });
+        }
+        if !(1..=MAX_LIMIT).contains(&self.limit) {
+            return Err(Error::InvalidInput {
+                field: "limit",
+                reason: format!("{} is not between 1 and {MAX_LIMIT}", self.limit),
+            });
+        }
+        self.filters.validate()
+    }
+}
+
+/// A search configuration: one arroy index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexConfig {
+    pub id: u16,
+    pub name: String,
+    pub description: String,
+    pub scenario: String,
+    /// The report type of a per-type configuration; `None` for scenario-wide ones.
+    pub report_type: Option<String>,
+}
+
+/// Every configuration, by id.
+pub async fn configs(client: &impl GenericClient) -> Result<Vec<IndexConfig>> {
+    let rows = client
+        .query(
+            "SELECT ic.index_config_id, ic.name, ic.description, s.code, rt.code
+             FROM index_config ic
+             JOIN scenario s ON s.scenario_id = ic.scenario_id
+             LEFT JOIN report_type rt ON rt.report_type_id = ic.report_type_id
+             ORDER BY ic.index_config_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| IndexConfig {
+            id: u16::try_from(r.get::<_, i16>(0)).unwrap_or_default(),
+            name: r.get(1),
+            description: r.get(2),
+            scenario: r.get(3),
+            report_type: r.get(4),
+        })
+        .collect())
+}
+
+/// The configurations a request names: one by name, or every per-report-type one (together
+/// they cover each indexed chunk once).
+pub fn select<'a>(all: &'a [IndexConfig], name: Option<&str>) -> Result<Vec<&'a IndexConfig>> {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        None | Some("all") => Ok(all.iter().filter(|c| c.report_type.is_some()).collect()),
+        Some(name) => match all.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
+            Some(c) => Ok(vec![c]),
+            None => Err(Error::InvalidInput {
+                field: "config",
+                reason: format!(
+                    "unknown configuration {name:?}; known: all, {}",
+                    all.iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        },
+    }
+}
+
+/// The snapshot a search reads: its reader and what its manifest says.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    pub reader: &'a IndexReader,
+    pub generation: u64,
+    /// Chunks up to this id are in the snapshot.
+    pub high_water_mark: i64,
+    pub embedding_model: &'a str,
+    /// The database the snapshot was built from (`None` in old manifests).
+    pub database_id: Option<&'a str>,
+}
+
+#[cfg(feature = "indexer")]
+impl<'a> From<&'a crate::index::reader::Snapshot> for Served<'a> {
+    fn from(s: &'a crate::index::reader::Snapshot) -> Self {
+        Served {
+            reader: &s.reader,
+            generation: s.manifest.generation,
+            high_water_mark: s.manifest.high_water_mark,
+            embedding_model: &s.manifest.embedding_model,
+            database_id: s.manifest.database_id.as_deref(),
+        }
+    }
+}
+
+/// A transcript segment a hit cites (through a quote it contains).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentRef {
+    pub seq: i32,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+}
+
+/// Where a hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The served snapshot.
+    Index,
+    /// The exact scan of chunks newer than the snapshot.
+    Fresh,
+    /// Full-text search only (hybrid searches).
+    Text,
+}
+
+/// One search result with everything needed to cite it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Cosine similarity to the query (for text-only hits of a hybrid search, 0).
+    pub score: f32,
+    pub source: Source,
+    pub chunk_id: i64,
+    pub audit_id: i64,
+    /// The chunk's number within its report, and its character range there.
+    pub seq: i32,
+    pub start_char: i32,
+    pub end_char: i32,
+    pub text: String,
+    pub scenario: String,
+    pub report_type: String,
+    pub report_type_desc: String,
+    pub building: String,
+    pub pass: i16,
+    pub pass_title: Option<String>,
+    pub audit_date: NaiveDate,
+    pub city: Option<String>,
+    pub employee: Option<String>,
+    pub client: Option<String>,
+    pub place: Option<String>,
+    pub transcription_id: i64,
+    pub audio_file_name: String,
+    pub recording_id: Option<i64>,
+    /// The recording's object (`s3://bucket/key`'s parts), when it came through the pipeline.
+    pub bucket: Option<String>,
+    pub object_key: Option<String>,
+    /// Transcript segments the chunk's quotes come from, in time order.
+    pub segments: Vec<SegmentRef>,
+}
+
+/// How current the searched data was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freshness {
+    /// The snapshot generation searched (`None`: no snapshot; everything was scanned).
+    pub generation: Option<u64>,
+    pub high_water_mark: i64,
+    /// Chunks newer than the snapshot that were scanned exactly.
+    pub fresh_scanned: usize,
+    /// More newer chunks exist than were scanned ([`Settings::fresh_max`]): results may miss
+    /// some until the next snapshot.
+    pub fresh_truncated: bool,
+    /// Set when the snapshot was made by another encoder than the query's and was skipped.
+    pub warning: Option<String>,
+}
+
+/// A search's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    pub query: String,
+    /// The configurations searched, by name.
+    pub configs: Vec<String>,
+    pub hits: Vec<Hit>,
+    pub freshness: Freshness,
+}
+
+/// Search tuning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `VOX_SEARCH_FRESH_MAX` (default 20,000): the most chunks above the snapshot's
+    /// high-water mark scanned exactly per search.
+    pub fresh_max: i64,
+    /// Reciprocal rank fusion's constant (60, as in the original paper).
+    pub rrf_k: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            fresh_max: 20_000,
+            rrf_k: 60.0,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> std::result::Result<Self, crate::config::ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            fresh_max: crate::config::parsed_or("VOX_SEARCH_FRESH_MAX", defaults.fresh_max)?,
+            ..defaults
+        })
+    }
+}
+
+/// The search service: PostgreSQL for filters and hydration, the encoder for queries.
+#[derive(Clone)]
+pub struct Searcher {
+    pub pool: PgPool,
+    pub embedder: Arc<dyn Embedder>,
+    pub settings: Settings,
+    /// This database's identity, read once.
+    database_id: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl std::fmt::Debug for Searcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Searcher")
+            .field("embedder", &self.embedder.model_id())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+// Filters shared by every query over chunks: $1 scenario, $2 report type, $3 building,
+// $4 city, $5/$6 dates, $7 employee, $8 client, $9 place, $10 configuration ids.
+const CHUNK_FROM: &str = "
+FROM chunk c
+JOIN audit a ON a.audit_id = c.audit_id
+JOIN report_type rt ON rt.report_type_id = a.report_type_id
+JOIN scenario s ON s.scenario_id = rt.scenario_id
+JOIN buildings b ON b.building_id = a.building_id
+LEFT JOIN employee e ON e.employee_id = a.employee_id
+LEFT JOIN client cl ON cl.client_id = a.client_id
+LEFT JOIN place p ON p.place_id = a.place_id
+LEFT JOIN city ci ON ci.city_id = a.city_id";
+
+const CHUNK_WHERE: &str = "
+WHERE ($1::text IS NULL OR s.code = $1 OR s.scenario_name = $1)
+  AND ($2::text IS NULL OR rt.code = $2 OR rt.report_type_desc = $2)
+  AND ($3::text IS NULL OR b.code = $3 OR b.building_type = $3
+       OR p.building_type = (SELECT building_type FROM buildings WHERE building_type = $3 OR code = $3))
+  AND ($4::text IS NULL OR lower(ci.city_name) = lower($4))
+  AND ($5::date IS NULL OR a.audit_date >= $5)
+  AND ($6::date IS NULL OR a.audit_date <= $6)
+  AND ($7::text IS NULL OR lower(e.employee_name) = lower($7))
+  AND ($8::text IS NULL OR lower(cl.client_name) = lower($8))
+  AND ($9::text IS NULL OR lower(p.place_name) = lower($9))
+  AND EXISTS (SELECT 1 FROM index_config ic
+              WHERE ic.index_config_id = ANY ($10::smallint[])
+                AND (ic.report_type_id = a.report_type_id
+                     OR (ic.report_type_id IS NULL AND ic.scenario_id = rt.scenario_id
+                         AND NOT (a.report_type_id = ANY (ic.excluded_report_type_ids)))))";
+
+fn candidates_sql() -> String {
+    format!("SELECT c.chunk_id {CHUNK_FROM} {CHUNK_WHERE} AND c.chunk_id <= $11")
+}
+
+fn fresh_sql() -> String {
+    format!(
+        "SELECT c.chunk_id, c.embedding {CHUNK_FROM} {CHUNK_WHERE}
+           AND c.chunk_id > $11 AND c.embedding_model = $12
+         ORDER BY c.chunk_id DESC LIMIT $13"
+    )
+}
+
+fn text_sql() -> String {
+    format!(
+        "SELECT c.chunk_id {CHUNK_FROM}
+         CROSS JOIN websearch_to_tsquery('russian', $11) q
+         {CHUNK_WHERE} AND to_tsvector('russian', c.text) @@ q
+         ORDER BY ts_rank_cd(to_tsvector('russian', c.text), q) DESC, c.chunk_id
+         LIMIT $12"
+    )
+}
+
+const HYDRATE_SQL: &str = "
+SELECT c.chunk_id, c.audit_id, c.seq, c.start_char, c.end_char, c.text,
+       s.code, rt.code, rt.report_type_desc, b.code, a.pass, a.pass_title, a.audit_date,
+       ci.city_name, e.employee_name, cl.client_name, p.place_name,
+       a.transcription_id, t.audio_file_name, t.recording_id, r.bucket, r.object_key
+FROM chunk c
+JOIN audit a ON a.audit_id = c.audit_id
+JOIN report_type rt ON rt.report_type_id = a.report_type_id
+JOIN scenario s ON s.scenario_id = rt.scenario_id
+JOIN buildings b ON b.building_id = a.building_id
+JOIN transcription t ON t.transcription_id = a.transcription_id
+LEFT JOIN recording r ON r.recording_id = t.recording_id
+LEFT JOIN employee e ON e.employee_id = a.employee_id
+LEFT JOIN client cl ON cl.client_id = a.client_id
+LEFT JOIN place p ON p.place_id = a.place_id
+LEFT JOIN city ci ON ci.city_id = a.city_id
+WHERE c.chunk_id = ANY ($1)";
+
+const SEGMENTS_SQL: &str = "
+SELECT transcription_id, seq, start_ms, end_ms, text FROM transcription_segment
+WHERE transcription_id = ANY ($1) ORDER BY transcription_id, seq";
+
+impl Searcher {
+    pub fn new(pool: PgPool, embedder: Arc<dyn Embedder>) -> Self {
+        Self {
+            pool,
+            embedder,
+            settings: Settings::default(),
+            database_id: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// Embeds texts off the async threads (the encoder is CPU-bound).
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>> {
+        let embedder = Arc::clone(&self.embedder);
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embedder.embed(&refs)
+        })
+        .await
+        .map_err(|e| Error::Embed {
+            reason: format!("the encoder task failed: {e}"),
+        })?
+    }
+
+    /// Searches `served` (or, without a snapshot, every stored chunk exactly).
+    pub async fn search(
+        &self,
+        served: Option<Served<'_>>,
+        request: &SearchRequest,
+    ) -> Result<SearchResults> {
+        request.validate()?;
+        let query = request.query.trim().to_owned();
+        let vector = self
+            .embed(vec![query.clone()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Embed {
+                reason: "the encoder returned no vector for the query".into(),
+            })?;
+        self.search_vector(served, request, &vector).await
+    }
+
+    /// [`Searcher::search`] with the query already embedded.
+    pub async fn search_vector(
+        &self,
+        served: Option<Served<'_>>,
+        request: &SearchRequest,
+        vector: &[f32],
+    ) -> Result<SearchResults> {
+        request.validate()?;
+        let conn = self.pool.get().await?;
+        let all = configs(&conn).await?;
+        let chosen = select(&all, request.config.as_deref())?;
+        let config_ids: Vec<i16> = chosen.iter().map(|c| c.id as i16).collect();
+        let f = &request.filters;
+
+        let mut warning = None;
+        let database = self
+            .database_id
+            .get_or_try_init(|| crate::db::database_id(&conn))
+            .await?;
+        let served = match served {
+            Some(s) if s.database_id.is_some_and(|id| id != database) => {
+                warning = Some(format!(
+                    "the served snapshot (generation {}) was built from another database; \
+                     it was skipped and stored chunks were scanned instead (rebuild the index)",
+                    s.generation
+                ));
+                None
+            }
+            Some(s) if s.embedding_model != self.embedder.model_id() => {
+                warning = Some(format!(
+                    "the served snapshot (generation {}) was made with {}, queries with {}: \
+                     it was skipped and stored chunks were scanned instead",
+                    s.generation,
+                    s.embedding_model,
+                    self.embedder.model_id()
+                ));
+                None
+            }
+            other => other,
+        };
+        let high_water_mark = served.map_or(0, |s| s.high_water_mark);
+        // Ask for more than wanted: chunks deleted since the snapshot drop out at hydration.
+        let k = request.limit + request.limit / 2 + 2;
+
+        // The snapshot, restricted to the filters' candidates when there are filters.
+        let mut scored: HashMap<i64, (f32, Source)> = HashMap::new();
+        if let Some(s) = served {
+            let candidates = if f.is_empty() {
+                None
+            } else {
+                let stmt = conn.prepare_cached(&candidates_sql()).await?;
+                let rows = conn
+                    .query(
+                        &stmt,
+                        &[
+                            &f.scenario,
+                            &f.report_type,
+                            &f.building,
+                            &f.city,
+                            &f.date_from,
+                            &f.date_to,
+                            &f.employee,
+                            &f.client,
+                            &f.place,
+                            &config_ids,
+                            &high_water_mark,
+                        ],
+                    )
+                    .await?;
+                Some(
+                    rows.iter()
+                        .map(|r| r.get::<_, i64>(0))
+                        .collect::<Candidates>(),
+                )
+            };
+            if candidates.as_ref().is_none_or(|c| !c.is_empty()) {
+                for c in &chosen {
+                    for (id, score) in s.reader.search(c.id, vector, k, candidates.as_ref())? {
+                        let e = scored.entry(id).or_insert((score, Source::Index));
+                        e.0 = e.0.max(score);
+                    }
+                }
+            }
+        }
+
+        // Chunks newer than the snapshot, exactly.
+        let stmt = conn.prepare_cached(&fresh_sql()).await?;
+        let fetch = self.settings.fresh_max.max(0) + 1;
+        let rows = conn
+            .query(
+                &stmt,
+                &[
+                    &f.scenario,
+                    &f.report_type,
+                    &f.building,
+                    &f.city,
+                    &f.date_from,
+                    &f.date_to,
+                    &f.employee,
+                    &f.client,
+                    &f.place,
+                    &config_ids,
+                    &high_water_mark,
+                    &self.embedder.model_id(),
+                    &fetch,
+                ],
+            )
+            .await?;
+        let fresh_truncated = rows.len() as i64 > self.settings.fresh_max.max(0);
+        let fresh_rows = &rows[..rows.len().min(self.settings.fresh_max.max(0) as usize)];
+        for r in fresh_rows {
+            let embedding = decode_embedding(r.get::<_, &[u8]>(1));
+            if embedding.len() == vector.len() {
+                scored.insert(r.get(0), (cosine(vector, &embedding), Source::Fresh));
+            }
+        }
+
+        let mut ranked: Vec<(i64, f32, Source)> = scored
+            .into_iter()
+            .map(|(id, (s, src))| (id, s, src))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+
+        if request.hybrid {
+            let stmt = conn.prepare_cached(&text_sql()).await?;
+            let rows = conn
+                .query(
+                    &stmt,
+                    &[
+                        &f.scenario,
+                        &f.report_type,
+                        &f.building,
+                        &f.city,
+                        &f.date_from,
+                        &f.date_to,
+                        &f.employee,
+                        &f.client,
+                        &f.place,
+                        &config_ids,
+                        &request.query.trim(),
+                        &(k as i64),
+                    ],
+                )
+                .await?;
+            let text_ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            ranked = fuse(&ranked, &text_ids, self.settings.rrf_k);
+        }
+
+        let ids: Vec<i64> = ranked.iter().map(|r| r.0).collect();
+        let mut hits = hydrate(&conn, &ids).await?;
+        let order: HashMap<i64, (usize, f32, Source)> = ranked
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.0, (i, r.1, r.2)))
+            .collect();
+        hits.sort_by_key(|h| order.get(&h.chunk_id).map_or(usize::MAX, |o| o.0));
+        hits.truncate(request.limit);
+        for (i, hit) in hits.iter_mut().enumerate() {
+            hit.rank = i + 1;
+            if let Some(&(_, score, source)) = order.get(&hit.chunk_id) {
+                hit.score = score;
+                hit.source = source;
+            }
+        }
+        Ok(SearchResults {
+            query: request.query.trim().to_owned(),
+            configs: chosen.iter().map(|c| c.name.clone()).collect(),
+            hits,
+            freshness: Freshness {
+                generation: served.map(|s| s.generation),
+                high_water_mark,
+                fresh_scanned: fresh_rows.len(),
+                fresh_truncated,
+                warning,
+            },
+        })
+    }
+}
+
+/// Reciprocal rank fusion of the vector ranking and the full-text one: each list adds
+/// `1 / (k + rank)`; the vector score is kept for display (0 for text-only hits).
+fn fuse(vector: &[(i64, f32, Source)], text: &[i64], k: f32) -> Vec<(i64, f32, Source)> {
+    let mut fused: HashMap<i64, (f32, f32, Source)> = HashMap::new();
+    for (rank, &(id, score, source)) in vector.iter().enumerate() {
+        fused.insert(id, (1.0 / (k + rank as f32 + 1.0), score, source));
+    }
+    for (rank, &id) in text.iter().enumerate() {
+        let e = fused.entry(id).or_insert((0.0, 0.0, Source::Text));
+        e.0 += 1.0 / (k + rank as f32 + 1.0);
+    }
+    let mut out: Vec<(i64, f32, f32, Source)> = fused
+        .into_iter()
+        .map(|(id, (rrf, score, source))| (id, rrf, score, source))
+        .collect();
+    out.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(b.2.total_cmp(&a.2))
+            .then(a.0.cmp(&b.0))
+    });
+    out.into_iter()
+        .map(|(id, _, s, src)| (id, s, src))
+        .collect()
+}
+
+/// The chunks `ids` with their report, recording and cited segments (ids no longer stored are
+/// left out; order is not kept).
+pub async fn hydrate(client: &impl GenericClient, ids: &[i64]) -> Result<Vec<Hit>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = client.prepare_cached(HYDRATE_SQL).await?;
+    let rows = client.query(&stmt, &[&ids]).await?;
+    let mut hits: Vec<Hit> = rows
+        .iter()
+        .map(|r| Hit {
+            rank: 0,
+            score: 0.0,
+            source: Source::Index,
+            chunk_id: r.get(0),
+            audit_id: r.get(1),
+            seq: r.get(2),
+            start_char: r.get(3),
+            end_char: r.get(4),
+            text: r.get(5),
+            scenario: r.get(6),
+            report_type: r.get(7),
+            report_type_desc: r.get(8),
+            building: r.get(9),
+            pass: r.get(10),
+            pass_title: r.get(11),
+            audit_date: r.get(12),
+            city: r.get(13),
+            employee: r.get(14),
+            client: r.get(15),
+            place: r.get(16),
+            transcription_id: r.get(17),
+            audio_file_name: r.get(18),
+            recording_id: r.get(19),
+            bucket: r.get(20),
+            object_key: r.get(21),
+            segments: Vec::new(),
+        })
+        .collect();
+    let quoted: Vec<(usize, Vec<String>)> = hits
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (i, quotes::extract(&h.text)))
+        .filter(|(_, q)| !q.is_empty())
+        .collect();
+    if quoted.is_empty() {
+        return Ok(hits);
+    }
+    let transcriptions: Vec<i64> = quoted
+        .iter()
+        .map(|(i, _)| hits[*i].transcription_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stmt = client.prepare_cached(SEGMENTS_SQL).await?;
+    let rows = client.query(&stmt, &[&transcriptions]).await?;
+    let mut by_transcription: HashMap<i64, Vec<SegmentRef>> = HashMap::new();
+    for r in &rows {
+        by_transcription
+            .entry(r.get(0))
+            .or_default()
+            .push(SegmentRef {
+                seq: r.get(1),
+                start_ms: r.get(2),
+                end_ms: r.get(3),
+                text: r.get(4),
+            });
+    }
+    let locators: HashMap<i64, SegmentLocator> = by_transcription
+        .iter()
+        .map(|(&id, segs)| {
+            (
+                id,
+                SegmentLocator::new(segs.iter().map(|s| s.text.as_str())),
+            )
+        })
+        .collect();
+    for (i, quotes) in quoted {
+        let t = hits[i].transcription_id;
+        let (Some(locator), Some(segs)) = (locators.get(&t), by_transcription.get(&t)) else {
+            continue;
+        };
+        let mut found = BTreeSet::new();
+        for q in &quotes {
+            if let Some(range) = locator.locate(q) {
+                found.extend(range);
+            }
+        }
+        hits[i].segments = found.into_iter().map(|s| segs[s].clone()).collect();
+    }
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fusion_rewards_agreement_and_keeps_text_only_hits() {
+        let vector = vec![
+            (1, 0.9, Source::Index),
+            (2, 0.8, Source::Index),
+            (3, 0.7, Source::Fresh),
+        ];
+        let fused = fuse(&vector, &[3, 4], 60.0);
+        let ids: Vec<i64> = fused.iter().map(|f| f.0).collect();
+        // 3 is in both lists and overtakes 1 and 2; 4 is text-only and comes last.
+        assert_eq!(ids, vec![3, 1, 2, 4]);
+        assert_eq!(fused[0].1, 0.7);
+        assert_eq!(fused[3], (4, 0.0, Source::Text));
+    }
+
+    #[test]
+    fn selecting_configurations() {
+        let cfg = |id: u16, name: &str, rt: Option<&str>| IndexConfig {
+            id,
+            name: name.into(),
+            description: String::new(),
+            scenario: "design".into(),
+            report_type: rt.map(Into::into),
+        };
+        let all = vec![
+            cfg(1, "design", None),
+            cfg(7, "audit-compliance", Some("audit-compliance")),
+            cfg(8, "structured-audit", Some("structured-audit")),
+        ];
+        let ids = |v: Vec<&IndexConfig>| v.iter().map(|c| c.id).collect::<Vec<_>>();
+        assert_eq!(ids(select(&all, None).unwrap()), vec![7, 8]);
+        assert_eq!(ids(select(&all, Some("all")).unwrap()), vec![7, 8]);
+        assert_eq!(ids(select(&all, Some("Design")).unwrap()), vec![1]);
+        let err = select(&all, Some("nope")).unwrap_err().to_string();
+        assert!(err.contains("config") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        let mut r = SearchRequest::new("  ");
+        assert!(r.validate().unwrap_err().to_string().starts_with("query"));
+        r.query = "лобби".into();
+        r.limit = 0;
+        assert!(r.validate().unwrap_err().to_string().starts_with("limit"));
+        r.limit = 5;
+        r.filters.date_from = NaiveDate::from_ymd_opt(2025, 2, 1);
+        r.filters.date_to = NaiveDate::from_ymd_opt(2025, 1, 1);
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("date_from")
+        );
+        r.filters.date_to = None;
+        assert!(r.validate().is_ok());
+    }
+}
