@@ -1,6 +1,8 @@
 //! Integration tests of `common::db` against a real PostgreSQL, each in its own database.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod api_keys;
+mod api_reads;
 mod audits;
 mod jobs;
 mod migrations;

@@ -645,3 +645,47 @@ fn audit_row(row: &tokio_postgres::Row) -> AuditRow {
         created_at: row.get(22),
     }
 }
+
+/// How a stored report was made and what it quotes: what [`AuditRow`] leaves out because
+/// listings do not need it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditProvenance {
+    /// Quotations found in the report, each checked against the transcript.
+    pub quotes: Vec<Quote>,
+    pub engine: Option<String>,
+    pub prompt_id: Option<i64>,
+    pub analysis_job_id: Option<i64>,
+    /// The recording the transcript came from, when the pipeline made it.
+    pub recording_id: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The provenance and quotes of one audit; `None` when there is no such audit.
+pub async fn provenance(
+    client: &impl GenericClient,
+    audit_id: i64,
+) -> Result<Option<AuditProvenance>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT a.quotes, a.engine, a.prompt_id, a.analysis_job_id, t.recording_id,
+                    a.updated_at
+             FROM audit a JOIN transcription t ON t.transcription_id = a.transcription_id
+             WHERE a.audit_id = $1",
+        )
+        .await?;
+    let Some(row) = client.query_opt(&stmt, &[&audit_id]).await? else {
+        return Ok(None);
+    };
+    let quotes: Value = row.get(0);
+    Ok(Some(AuditProvenance {
+        quotes: serde_json::from_value(quotes).map_err(|e| Error::InvalidInput {
+            field: "quotes",
+            reason: e.to_string(),
+        })?,
+        engine: row.get(1),
+        prompt_id: row.get(2),
+        analysis_job_id: row.get(3),
+        recording_id: row.get(4),
+        updated_at: row.get(5),
+    }))
+}

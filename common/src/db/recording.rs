@@ -378,3 +378,199 @@ pub async fn clear_windows(client: &impl GenericClient, recording_id: i64) -> Re
     client.execute(&stmt, &[&recording_id]).await?;
     Ok(())
 }
+
+// Upload intents and listings (the API) ----------------------------------------------------
+
+/// Creates the row of an upload announced through the API, before the object exists: status
+/// `awaiting_upload`, an empty ETag, and the user's confirmed metadata. The transcribe stage
+/// adopts it when the object's notification arrives (see `ADOPT_INTENT`).
+pub async fn create_intent(
+    client: &impl GenericClient,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    size_bytes: i64,
+    metadata: &Value,
+) -> Result<RecordingRow> {
+    if !metadata.is_object() {
+        return Err(Error::InvalidInput {
+            field: "metadata",
+            reason: "must be a JSON object".into(),
+        });
+    }
+    let sql = format!(
+        "INSERT INTO recording (bucket, object_key, content_type, size_bytes, metadata, status,
+                                stage)
+         VALUES ($1, $2, $3, $4, $5, 'awaiting_upload', 'waiting for the upload')
+         RETURNING {RECORDING_COLUMNS}"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let row = client
+        .query_one(
+            &stmt,
+            &[&bucket, &key, &content_type, &size_bytes, metadata],
+        )
+        .await?;
+    Ok(recording_row(&row))
+}
+
+const RECORDING_COLUMNS: &str = "recording_id, bucket, object_key, etag, size_bytes, content_type, \
+     metadata, status, stage, progress, attempts, last_error, created_at, updated_at";
+
+fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
+    RecordingRow {
+        recording_id: r.get(0),
+        bucket: r.get(1),
+        object_key: r.get(2),
+        etag: r.get(3),
+        size_bytes: r.get(4),
+        content_type: r.get(5),
+        metadata: r.get(6),
+        status: r.get(7),
+        stage: r.get(8),
+        progress: r.get(9),
+        attempts: r.get(10),
+        last_error: r.get(11),
+        created_at: r.get(12),
+        updated_at: r.get(13),
+    }
+}
+
+/// The statuses a recording can be in (the `recording.status` check constraint).
+pub const STATUSES: [&str; 7] = [
+    "awaiting_upload",
+    "pending",
+    "transcribing",
+    "transcribed",
+    "analyzing",
+    "done",
+    "failed",
+];
+
+/// Recordings, newest first, optionally of one status, `limit` (1-1000) per page after the
+/// recording id `after` (keyset pagination).
+pub async fn list(
+    client: &impl GenericClient,
+    status: Option<&str>,
+    after: Option<i64>,
+    limit: u16,
+) -> Result<super::audit::Page<RecordingRow>> {
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::InvalidInput {
+            field: "limit",
+            reason: format!("{limit} is not between 1 and 1000"),
+        });
+    }
+    if let Some(s) = status
+        && !STATUSES.contains(&s)
+    {
+        return Err(Error::InvalidInput {
+            field: "status",
+            reason: format!("{s:?} is not one of {}", STATUSES.join(", ")),
+        });
+    }
+    let sql = format!(
+        "SELECT {RECORDING_COLUMNS} FROM recording
+         WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR recording_id < $2)
+         ORDER BY recording_id DESC LIMIT $3"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let fetch = i64::from(limit) + 1;
+    let rows = client.query(&stmt, &[&status, &after, &fetch]).await?;
+    let mut items: Vec<RecordingRow> = rows.iter().map(recording_row).collect();
+    let next_after = if items.len() > usize::from(limit) {
+        items.truncate(usize::from(limit));
+        items.last().map(|r| r.recording_id)
+    } else {
+        None
+    };
+    Ok(super::audit::Page { items, next_after })
+}
+
+/// What a recording has produced so far: its transcription, the analysis jobs (one per
+/// report type and building) with their state, and the stored reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Produced {
+    pub transcription_id: Option<i64>,
+    pub jobs: Vec<ProducedJob>,
+    pub audits: Vec<ProducedAudit>,
+}
+
+/// An analysis job of a recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProducedJob {
+    pub analysis_job_id: i64,
+    pub report_type: String,
+    pub building: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// A stored report of a recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProducedAudit {
+    pub audit_id: i64,
+    pub report_type: String,
+    pub building: String,
+    pub pass: i16,
+    pub pass_title: Option<String>,
+    pub kind: String,
+}
+
+/// The transcription, jobs and reports of a recording, each in a stable order.
+pub async fn produced(client: &impl GenericClient, recording_id: i64) -> Result<Produced> {
+    let transcription = client
+        .prepare_cached("SELECT transcription_id FROM transcription WHERE recording_id = $1")
+        .await?;
+    let jobs = client
+        .prepare_cached(
+            "SELECT j.analysis_job_id, rt.code, b.code, j.status, j.attempts, j.last_error
+             FROM analysis_job j
+             JOIN report_type rt ON rt.report_type_id = j.report_type_id
+             JOIN buildings b ON b.building_id = j.building_id
+             WHERE j.recording_id = $1 ORDER BY j.analysis_job_id",
+        )
+        .await?;
+    let audits = client
+        .prepare_cached(
+            "SELECT a.audit_id, rt.code, b.code, a.pass, a.pass_title, a.kind
+             FROM audit a
+             JOIN transcription t ON t.transcription_id = a.transcription_id
+             JOIN report_type rt ON rt.report_type_id = a.report_type_id
+             JOIN buildings b ON b.building_id = a.building_id
+             WHERE t.recording_id = $1 ORDER BY a.audit_id",
+        )
+        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&recording_id];
+    let (transcription, jobs, audits) = tokio::try_join!(
+        client.query_opt(&transcription, &params),
+        client.query(&jobs, &params),
+        client.query(&audits, &params),
+    )?;
+    Ok(Produced {
+        transcription_id: transcription.map(|r| r.get(0)),
+        jobs: jobs
+            .iter()
+            .map(|r| ProducedJob {
+                analysis_job_id: r.get(0),
+                report_type: r.get(1),
+                building: r.get(2),
+                status: r.get(3),
+                attempts: r.get(4),
+                last_error: r.get(5),
+            })
+            .collect(),
+        audits: audits
+            .iter()
+            .map(|r| ProducedAudit {
+                audit_id: r.get(0),
+                report_type: r.get(1),
+                building: r.get(2),
+                pass: r.get(3),
+                pass_title: r.get(4),
+                kind: r.get(5),
+            })
+            .collect(),
+    })
+}

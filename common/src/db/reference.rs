@@ -286,3 +286,58 @@ pub(crate) fn check_name(field: &'static str, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A scenario: its stable id and stored name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScenarioInfo {
+    pub id: String,
+    pub name: String,
+}
+
+/// Every scenario, in a stable order.
+pub async fn scenarios(client: &impl GenericClient) -> Result<Vec<ScenarioInfo>> {
+    let stmt = client
+        .prepare_cached("SELECT code, scenario_name FROM scenario ORDER BY scenario_id")
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| ScenarioInfo {
+            id: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
+/// A building with the report types valid for it (the `buildings_report_type` pairs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildingInfo {
+    pub id: String,
+    pub name: String,
+    /// Report type ids, in the catalog's order.
+    pub report_types: Vec<String>,
+}
+
+/// Every building with its valid report types, in a stable order.
+pub async fn buildings(client: &impl GenericClient) -> Result<Vec<BuildingInfo>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT b.code, b.building_type,
+                    ARRAY(SELECT rt.code FROM buildings_report_type brt
+                          JOIN report_type rt ON rt.report_type_id = brt.report_type_id
+                          WHERE brt.building_id = b.building_id ORDER BY rt.report_type_id)
+             FROM buildings b ORDER BY b.building_id",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| BuildingInfo {
+            id: r.get(0),
+            name: r.get(1),
+            report_types: r.get(2),
+        })
+        .collect())
+}

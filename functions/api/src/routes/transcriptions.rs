@@ -1,0 +1,89 @@
+//! Transcripts with their timestamped segments.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use common::db::transcription;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::{Caller, Permission};
+use crate::extract::Id;
+use crate::problem::{Problem, ProblemBody};
+
+/// A timestamped piece of a transcript.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentView {
+    /// 0-based position (what citations refer to).
+    pub seq: usize,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub text: String,
+    /// `Сотрудник` or `Клиент` once roles are labelled.
+    pub speaker: Option<String>,
+}
+
+/// A transcript.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscriptionView {
+    pub transcription_id: i64,
+    pub text: String,
+    pub audio_file_name: String,
+    pub number_audio: Option<i32>,
+    pub recording_id: Option<i64>,
+    pub language: Option<String>,
+    pub audio_seconds: Option<f64>,
+    pub model_id: Option<String>,
+    pub date: DateTime<Utc>,
+    pub segments: Vec<SegmentView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/transcriptions/{id}",
+    operation_id = "get_transcription",
+    tag = "transcriptions",
+    params(("id" = i64, Path, description = "Transcription id", minimum = 1)),
+    responses(
+        (status = 200, description = "The transcript with its segments", body = TranscriptionView),
+        (status = 404, description = "No such transcription", body = ProblemBody,
+         content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<TranscriptionView>, Problem> {
+    caller.require(Permission::Read)?;
+    let conn = state.pool.get().await?;
+    let Some(t) = transcription::get(&conn, id).await? else {
+        return Err(Problem::not_found(format!(
+            "transcription {id} does not exist"
+        )));
+    };
+    Ok(Json(TranscriptionView {
+        transcription_id: t.id,
+        text: t.text,
+        audio_file_name: t.audio_file_name,
+        number_audio: t.number_audio,
+        recording_id: t.recording_id,
+        language: t.language,
+        audio_seconds: t.audio_seconds,
+        model_id: t.model_id,
+        date: t.date,
+        segments: t
+            .segments
+            .into_iter()
+            .enumerate()
+            .map(|(seq, s)| SegmentView {
+                seq,
+                start_ms: s.start_ms,
+                end_ms: s.end_ms,
+                text: s.text,
+                speaker: s.speaker,
+            })
+            .collect(),
+    }))
+}

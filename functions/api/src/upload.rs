@@ -1,0 +1,63 @@
+//! Presigned uploads: a short-lived URL that lets a client PUT one recording straight into
+//! the bucket, bound to the object key, the content type and the announced size.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use chrono::{DateTime, Utc};
+use common::storage::S3Store;
+
+/// A request a client sends as given (URL, method and every header) to upload the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUpload {
+    pub url: String,
+    pub method: String,
+    /// Headers the signature covers; the upload fails without them.
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Presigns a PUT of `key` in `bucket`, valid for `ttl`. `Content-Type` and `Content-Length`
+/// are signed, so the upload must be of that type and exactly that size.
+pub async fn presign_put(
+    s3: &S3Store,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    content_length: i64,
+    ttl: Duration,
+) -> Result<PresignedUpload, common::Error> {
+    let storage = |source: Box<dyn std::error::Error + Send + Sync>| common::Error::Storage {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        retryable: false,
+        source,
+    };
+    let config = PresigningConfig::expires_in(ttl).map_err(|e| storage(Box::new(e)))?;
+    let started = Utc::now();
+    let request = s3
+        .client()
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .content_length(content_length)
+        .presigned(config)
+        .await
+        .map_err(|e| storage(Box::new(e)))?;
+    let mut headers: BTreeMap<String, String> = request
+        .headers()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    // The client must send these whether or not this SDK version lists them.
+    headers.insert("content-type".into(), content_type.to_owned());
+    headers.insert("content-length".into(), content_length.to_string());
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15));
+    Ok(PresignedUpload {
+        url: request.uri().to_owned(),
+        method: request.method().to_owned(),
+        headers,
+        expires_at: started + ttl,
+    })
+}
