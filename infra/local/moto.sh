@@ -7,6 +7,9 @@
 #   infra/local/moto.sh status   exit 0 if the server answers, 1 otherwise
 #   infra/local/moto.sh reset    wipe all emulated state (POST /moto-api/reset)
 #   infra/local/moto.sh url      print http://127.0.0.1:PORT
+#   infra/local/moto.sh setup    start, then create (idempotently) the demo's buckets, queues,
+#                                dead-letter queues with redrive policies and the ObjectCreated
+#                                notification; prints `export VAR=...` lines for `eval`
 #
 # Environment:
 #   VOX_CACHE           cache root (default $HOME/.cache/voxpersona); venv in venv-moto/,
@@ -15,8 +18,10 @@
 #   MOTO_START_TIMEOUT  seconds to wait for the server to answer (default 30)
 #   MOTO_PYTHON         interpreter used to create the venv (default python3)
 #
-# Only the URL goes to stdout (so `url=$(infra/local/moto.sh start)` works); progress and
-# errors go to stderr. See infra/local/MOTO.md.
+#   VOX_LOCAL_NAME      name prefix of what `setup` creates (default vox)
+#
+# Only the URL goes to stdout (so `url=$(infra/local/moto.sh start)` works; `setup` prints
+# only its exports); progress and errors go to stderr. See infra/local/MOTO.md.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -40,7 +45,7 @@ log() { printf 'moto.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 }
 
 check_port() {
@@ -261,10 +266,80 @@ PY
     log "state reset"
 }
 
+# The local twin of infra/aws/template.yaml's storage and queues: a recordings bucket whose
+# ObjectCreated notifications under recordings/ go to the transcribe queue, an index bucket,
+# the transcribe, analyze and index (FIFO) queues, each with a dead-letter queue and a redrive
+# policy. Visibility timeouts are short (`vox run` keeps a batch invisible while it runs), so a
+# failed message is retried within seconds instead of the deployed 90 minutes.
+cmd_setup() {
+    cmd_start >/dev/null
+    local name="${VOX_LOCAL_NAME:-vox}"
+    [[ "$name" =~ ^[a-z0-9][a-z0-9-]{0,40}$ ]] ||
+        die "VOX_LOCAL_NAME must be lower-case letters, digits and dashes, got '$name'"
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=eu-central-1 \
+        "$VENV/bin/python" - "$URL" "$name" <<'PY'
+import json, sys
+import boto3
+
+url, name = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=url)
+sqs = boto3.client("sqs", endpoint_url=url)
+region = "eu-central-1"
+
+def queue(qname, visibility, dlq_max=None):
+    fifo = qname.endswith(".fifo")
+    base = {"FifoQueue": "true"} if fifo else {}
+    dlq_name = qname[:-5] + "-dlq.fifo" if fifo else qname + "-dlq"
+    dlq_url = sqs.create_queue(QueueName=dlq_name, Attributes=base)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    attrs = dict(base, VisibilityTimeout=str(visibility),
+                 RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(dlq_max)}))
+    try:
+        q_url = sqs.create_queue(QueueName=qname, Attributes=attrs)["QueueUrl"]
+    except sqs.exceptions.QueueNameExists:
+        q_url = sqs.get_queue_url(QueueName=qname)["QueueUrl"]
+        attrs.pop("FifoQueue", None)
+        sqs.set_queue_attributes(QueueUrl=q_url, Attributes=attrs)
+    return q_url
+
+def bucket(bname):
+    try:
+        s3.create_bucket(Bucket=bname, CreateBucketConfiguration={"LocationConstraint": region})
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        pass
+
+transcribe = queue(f"{name}-transcribe", 60, 3)
+analyze = queue(f"{name}-analyze", 60, 3)
+index = queue(f"{name}-index.fifo", 60, 10)
+recordings, index_bucket = f"{name}-recordings", f"{name}-index"
+bucket(recordings)
+bucket(index_bucket)
+arn = sqs.get_queue_attributes(QueueUrl=transcribe, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+wanted = [{"Id": "transcribe", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
+           "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "recordings/"}]}}}]
+current = s3.get_bucket_notification_configuration(Bucket=recordings).get("QueueConfigurations", [])
+# Every PutBucketNotificationConfiguration sends an s3:TestEvent: only when it changes.
+if [(c.get("Id"), c.get("QueueArn")) for c in current] != [("transcribe", arn)]:
+    s3.put_bucket_notification_configuration(
+        Bucket=recordings, NotificationConfiguration={"QueueConfigurations": wanted})
+
+exports = {
+    "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_REGION": region, "VOX_RECORDINGS_BUCKET": recordings,
+    "VOX_RECORDINGS_PREFIX": "recordings/", "VOX_INDEX_BUCKET": index_bucket,
+    "VOX_TRANSCRIBE_QUEUE_URL": transcribe, "VOX_ANALYZE_QUEUE_URL": analyze,
+    "VOX_INDEX_QUEUE_URL": index,
+}
+for k, v in exports.items():
+    print(f"export {k}={v}")
+PY
+    log "set up buckets $name-recordings, $name-index and queues $name-transcribe, $name-analyze, $name-index.fifo (each with a -dlq)"
+}
+
 main() {
     local cmd="${1:-}"
     case "$cmd" in
-    start | stop | status | reset | url) check_port ;;
+    start | stop | status | reset | url | setup) check_port ;;
     -h | --help | help) usage; return 0 ;;
     *) usage; die "unknown command '${cmd}'" ;;
     esac
@@ -274,6 +349,7 @@ main() {
     status) cmd_status ;;
     reset) cmd_reset ;;
     url) printf '%s\n' "$URL" ;;
+    setup) cmd_setup ;;
     esac
 }
 

@@ -26,4 +26,15 @@ psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
     [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done
 
-exec cargo test --workspace "$@"
+# The deployment template (cfn-lint, pinned, in its own venv on first use).
+bash infra/aws/lint.sh
+
+cargo test --workspace "$@"
+
+# The API against its own OpenAPI document (schemathesis against `vox serve`): no 5xx, every
+# response as documented.
+bash infra/local/api_contract.sh
+
+# The demo's own path on a one-minute recording, its final state asserted, then run again to
+# check that everything is reused.
+bash infra/local/demo_check.sh

@@ -3,7 +3,12 @@
 
 mod analyze;
 mod analyze_llm;
+mod backup;
 mod flow;
 mod index;
+mod index_reader;
+mod maintain;
 mod notifications;
+mod run_loop;
+mod search;
 mod transcribe;

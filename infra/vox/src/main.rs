@@ -9,7 +9,13 @@ use clap::{Parser, Subcommand};
 
 mod analyze;
 mod index;
+mod keys;
+mod maintain;
+mod run;
+mod search;
+mod serve;
 mod transcribe;
+mod upload;
 use common::db::{DbConfig, migrate};
 
 #[derive(Debug, Parser)]
@@ -67,6 +73,46 @@ enum Command {
         #[arg(long)]
         rebuild: bool,
     },
+    /// Put a recording into the recordings bucket with its metadata (`x-amz-meta-*`), as a
+    /// user's S3 client would; the metadata is checked first. Prints bucket, key and ETag.
+    Upload(upload::UploadArgs),
+    /// The local SQS event source mapping: poll the transcribe, analyze and index queues and
+    /// invoke the functions in process, deleting only what succeeded.
+    Run(run::RunArgs),
+    /// Search the stored reports; each hit cites its report, recording and segment times.
+    Search {
+        query: String,
+        /// Results wanted (1-200).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Fuse with PostgreSQL full-text search (reciprocal rank fusion).
+        #[arg(long)]
+        hybrid: bool,
+        #[command(flatten)]
+        filters: search::FilterArgs,
+    },
+    /// Answer a question from the stored reports, with citations; --deep reads every
+    /// recording in scope (slow, shows progress).
+    Ask {
+        question: String,
+        #[arg(long)]
+        deep: bool,
+        #[command(flatten)]
+        filters: search::FilterArgs,
+    },
+    /// API keys (the first admin key: `vox keys create --name NAME --role admin`).
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Serve the HTTP API locally on 127.0.0.1.
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Retention and maintenance: delete expired audio (--audio-retention-days) and old deep
+    /// questions, check the index (lag, orphan snapshots), refresh planner statistics.
+    Maintain(maintain::MaintainArgs),
     /// The prompt catalog.
     Prompts {
         #[command(subcommand)]
@@ -114,6 +160,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             analyze::run(source, &scenario, &report_type, &building, json).await
         }
         Command::Index { rebuild } => index::run(rebuild).await,
+        Command::Keys { command } => keys::run(command).await,
+        Command::Serve { port } => serve::run(port).await,
+        Command::Upload(args) => upload::run(&args).await,
+        Command::Run(args) => run::run(&args).await,
+        Command::Search {
+            query,
+            limit,
+            hybrid,
+            filters,
+        } => search::search(&query, limit, hybrid, &filters).await,
+        Command::Ask {
+            question,
+            deep,
+            filters,
+        } => search::ask(&question, deep, &filters).await,
+        Command::Maintain(args) => maintain::run(&args).await,
         Command::Prompts {
             command: PromptsCommand::Sync,
         } => analyze::sync_prompts().await,

@@ -1,0 +1,3 @@
+//! The parts of `vox` that tests call in process.
+
+pub mod event_source;
