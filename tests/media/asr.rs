@@ -65,9 +65,27 @@ fn run(samples: &[f32], language: Option<Lang>) -> (Transcript, Vec<WindowResult
     (t, windows)
 }
 
-/// Lowercase, `ё` -> `е`, punctuation removed, hyphens split words.
+/// Lowercase, `ё` -> `е`, punctuation removed, hyphens split words; for English, as WER is
+/// usually scored (Whisper's own English normaliser does the same): numbers written in digits
+/// are spelt out ("6,000" -> "six thousand"), "and" inside a spelt number is dropped, and
+/// British spellings are written the American way, so "centre" and "center" or "11" and
+/// "eleven" are the same words.
 fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
+    // Thousands separators inside numbers go first: "6,000" is one number.
+    let chars: Vec<char> = text.chars().collect();
+    let joined: String = chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| {
+            !(c == ','
+                && i > 0
+                && chars[i - 1].is_ascii_digit()
+                && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        })
+        .map(|(_, &c)| c)
+        .collect();
+    let raw: Vec<String> = joined
+        .to_lowercase()
         .replace('ё', "е")
         .chars()
         .map(|c| {
@@ -81,7 +99,157 @@ fn words(text: &str) -> Vec<String> {
         .split_whitespace()
         .map(|w| w.trim_matches('\'').to_string())
         .filter(|w| !w.is_empty())
+        .collect();
+    // The English rules apply to English text only (Russian is scored as it is written).
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+    let latin = text.chars().filter(char::is_ascii_alphabetic).count();
+    if latin * 2 <= letters {
+        return raw;
+    }
+    let mut out: Vec<String> = Vec::new();
+    for w in raw {
+        match w.parse::<u64>() {
+            Ok(n) if n < 1_000_000_000 => out.extend(spell(n)),
+            _ => out.push(american(&w).to_owned()),
+        }
+    }
+    // "one hundred and twenty": "and" between two number words is not a word of its own.
+    let number = |w: &str| NUMBER_WORDS.contains(&w);
+    (0..out.len())
+        .filter(|&i| {
+            !(out[i] == "and"
+                && i > 0
+                && number(&out[i - 1])
+                && out.get(i + 1).is_some_and(|n| number(n)))
+        })
+        .map(|i| out[i].clone())
         .collect()
+}
+
+const NUMBER_WORDS: &[&str] = &[
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+];
+
+/// `n` in English words, without "and" (`120000` -> one hundred twenty thousand).
+fn spell(n: u64) -> Vec<String> {
+    const UNITS: [&str; 20] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+    ];
+    const TENS: [&str; 10] = [
+        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+    ];
+    fn below_thousand(n: u64, out: &mut Vec<String>) {
+        if n >= 100 {
+            out.push(UNITS[(n / 100) as usize].into());
+            out.push("hundred".into());
+        }
+        let rest = n % 100;
+        if rest >= 20 {
+            out.push(TENS[(rest / 10) as usize].into());
+            if rest % 10 > 0 {
+                out.push(UNITS[(rest % 10) as usize].into());
+            }
+        } else if rest > 0 || n == 0 {
+            out.push(UNITS[rest as usize].into());
+        }
+    }
+    let mut out = Vec::new();
+    let (millions, thousands, rest) = (n / 1_000_000, n / 1_000 % 1_000, n % 1_000);
+    if millions > 0 {
+        below_thousand(millions, &mut out);
+        out.push("million".into());
+    }
+    if thousands > 0 {
+        below_thousand(thousands, &mut out);
+        out.push("thousand".into());
+    }
+    if rest > 0 || out.is_empty() {
+        below_thousand(rest, &mut out);
+    }
+    out
+}
+
+/// The American spelling of the British words these clips use.
+fn american(word: &str) -> &str {
+    match word {
+        "centre" => "center",
+        "colour" => "color",
+        "favourite" => "favorite",
+        "metre" => "meter",
+        "theatre" => "theater",
+        "organise" => "organize",
+        "realise" => "realize",
+        other => other,
+    }
+}
+
+#[test]
+fn wer_normalisation_spells_numbers_and_spellings_alike() {
+    assert_eq!(
+        words("about 6,000 roubles"),
+        words("about six thousand roubles")
+    );
+    assert_eq!(
+        words("We paid around 120,000"),
+        words("we paid around one hundred and twenty thousand")
+    );
+    assert_eq!(words("until 11."), words("until eleven"));
+    assert_eq!(words("close to the centre"), words("Close to the center"));
+    assert_eq!(words("bread and butter"), ["bread", "and", "butter"]);
+    assert_eq!(spell(0), ["zero"]);
+    assert_eq!(
+        spell(1_024_015),
+        ["one", "million", "twenty", "four", "thousand", "fifteen"]
+    );
 }
 
 /// Word-level edit distance.
