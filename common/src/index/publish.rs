@@ -399,13 +399,14 @@ impl Indexer {
         let database = crate::db::database_id(conn).await?;
         if !rebuild
             && let Some(m) = &current
-            && let Some(theirs) = &m.database_id
-            && *theirs != database
+            && m.database_id.as_deref() != Some(database.as_str())
         {
+            // A manifest without an identity predates it: whose it is cannot be told.
+            let theirs = m.database_id.as_deref().unwrap_or("not recorded");
             return Err(Error::Index {
                 reason: format!(
                     "the index at s3://{}/{manifest_key} was built from another database \
-                     ({theirs}; this one is {database}): its chunk ids name other chunks. \
+                     ({theirs}; this one is {database}): its chunk ids may name other chunks. \
                      Run `vox index --rebuild` to replace it with this database's index",
                     s.bucket
                 ),

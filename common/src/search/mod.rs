@@ -196,7 +196,8 @@ pub struct Served<'a> {
     /// Chunks up to this id are in the snapshot.
     pub high_water_mark: i64,
     pub embedding_model: &'a str,
-    /// The database the snapshot was built from (`None` in old manifests).
+    /// The database the snapshot was built from (`None` in manifests older than the
+    /// identity, which are not served).
     pub database_id: Option<&'a str>,
 }
 
@@ -478,7 +479,7 @@ impl Searcher {
             .get_or_try_init(|| crate::db::database_id(&conn))
             .await?;
         let served = match served {
-            Some(s) if s.database_id.is_some_and(|id| id != database) => {
+            Some(s) if s.database_id != Some(database.as_str()) => {
                 warning = Some(format!(
                     "the served snapshot (generation {}) was built from another database; \
                      it was skipped and stored chunks were scanned instead (rebuild the index)",
