@@ -499,24 +499,61 @@ LEFT JOIN client c ON c.client_id = a.client_id
 LEFT JOIN place p ON p.place_id = a.place_id
 LEFT JOIN city ci ON ci.city_id = a.city_id";
 
-static LIST_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{SELECT_AUDIT}
-WHERE (s.scenario_name = $1 OR s.code = $1)
-  AND ($2::text IS NULL OR rt.report_type_desc = $2 OR rt.code = $2)
-  AND ($3::text IS NULL OR b.building_type = $3 OR b.code = $3
-       OR p.building_type = (SELECT building_type FROM buildings WHERE building_type = $3 OR code = $3))
-  AND ($4::text IS NULL OR ci.city_name = $4)
-  AND ($5::date IS NULL OR a.audit_date >= $5)
-  AND ($6::date IS NULL OR a.audit_date <= $6)
-  AND ($7::bigint IS NULL OR a.audit_id < $7)
-ORDER BY a.audit_id DESC
-LIMIT $8"
-    )
-});
-
 static GET_SQL: LazyLock<String> =
     LazyLock::new(|| format!("{SELECT_AUDIT}\nWHERE a.audit_id = $1"));
+
+/// The listing's SQL and parameters with a condition for each filter given, and none for
+/// those left out. (One statement with `$n IS NULL OR ...` for every filter looks simpler,
+/// but PostgreSQL then re-plans it on every call, because a custom plan for the given values
+/// always looks cheaper than the generic one: at 10,000 audits planning took 40 ms and the
+/// query 0.25 ms. Each combination of filters is a statement of its own, prepared once per
+/// connection, whose generic plan PostgreSQL settles on.)
+fn list_query<'a>(
+    filter: &'a AuditFilter,
+    building_type: &'a Option<String>,
+    after: &'a Option<i64>,
+    fetch: &'a i64,
+) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
+    let mut sql = format!("{SELECT_AUDIT}\nWHERE (s.scenario_name = $1 OR s.code = $1)");
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&filter.scenario];
+    // Appends `AND <condition>` with `$n` standing for `value`'s parameter number.
+    let mut and = |value: &'a (dyn ToSql + Sync), condition: &str| {
+        params.push(value);
+        let n = format!("${}", params.len());
+        sql.push_str("\n  AND ");
+        sql.push_str(&condition.replace("$n", &n));
+    };
+    if let Some(report_type) = &filter.report_type {
+        and(report_type, "(rt.report_type_desc = $n OR rt.code = $n)");
+    }
+    if let Some(building) = &filter.building {
+        // The report's building, or the building type of its place (a place typed `Отель`
+        // matches `hotel`): `building_type` is the type the code names.
+        and(
+            building,
+            "(b.building_type = $n OR b.code = $n OR p.building_type = $t)",
+        );
+    }
+    if let Some(city) = &filter.city {
+        and(city, "ci.city_name = $n");
+    }
+    if let Some(from) = &filter.date_from {
+        and(from, "a.audit_date >= $n");
+    }
+    if let Some(to) = &filter.date_to {
+        and(to, "a.audit_date <= $n");
+    }
+    if let Some(after) = after {
+        and(after, "a.audit_id < $n");
+    }
+    and(fetch, "TRUE\nORDER BY a.audit_id DESC\nLIMIT $n");
+    // The place type's parameter, referenced by the building condition.
+    if sql.contains("$t") {
+        params.push(building_type);
+        sql = sql.replace("$t", &format!("${}", params.len()));
+    }
+    (sql, params)
+}
 
 /// Audits of a scenario matching the filter, newest first, `limit` (1-1000) per page.
 pub async fn list(
@@ -539,24 +576,22 @@ pub async fn list(
             reason: format!("{from} is after date_to {to}"),
         });
     }
-    let stmt = client.prepare_cached(&LIST_SQL).await?;
     // One extra row tells whether another page exists.
     let fetch = i64::from(limit) + 1;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &filter.scenario,
-                &filter.report_type,
-                &filter.building,
-                &filter.city,
-                &filter.date_from,
-                &filter.date_to,
-                &after,
-                &fetch,
-            ],
-        )
-        .await?;
+    // The building type a building code names (`hotel` -> `Отель`), for places' types.
+    let building_type: Option<String> = match &filter.building {
+        Some(b) => client
+            .query_opt(
+                "SELECT building_type FROM buildings WHERE building_type = $1 OR code = $1",
+                &[b],
+            )
+            .await?
+            .map(|r| r.get(0)),
+        None => None,
+    };
+    let (sql, params) = list_query(filter, &building_type, &after, &fetch);
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &params).await?;
     let mut items: Vec<AuditRow> = rows.iter().map(audit_row).collect();
     if items.is_empty() {
         check_filter_names(client, filter).await?;
