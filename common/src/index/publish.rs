@@ -170,7 +170,6 @@ pub struct Manifest {
     pub database_id: Option<String>,
 }
 
-
 /// The manifest as read, with the ETag a conditional write must match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentManifest {
