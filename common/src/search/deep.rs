@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{Answer, Answerer, Statement, finish, model_answer};
-use super::{CHUNK_FROM, CHUNK_WHERE, Filters, Hit, SearchRequest, configs, hydrate, select};
+use super::{ChunkQuery, Filters, Hit, SearchRequest, configs, hydrate, select};
 use crate::db::chunk::decode_embedding;
 use crate::embed::cosine;
 use crate::{Error, Result};
@@ -239,27 +239,11 @@ impl Answerer {
             .collect();
         let f = &scope.filters;
         let model_id = self.searcher.embedder.model_id().to_owned();
-        let rows = conn
-            .query(
-                &format!(
-                    "SELECT DISTINCT a.transcription_id {CHUNK_FROM} {CHUNK_WHERE}
-                     AND c.embedding_model = $11 ORDER BY 1"
-                ),
-                &[
-                    &f.scenario,
-                    &f.report_type,
-                    &f.building,
-                    &f.city,
-                    &f.date_from,
-                    &f.date_to,
-                    &f.employee,
-                    &f.client,
-                    &f.place,
-                    &config_ids,
-                    &model_id,
-                ],
-            )
-            .await?;
+        let mut q = ChunkQuery::new("DISTINCT a.transcription_id", f, &config_ids);
+        let m = q.param(&model_id);
+        q.and(&format!("c.embedding_model = {m}"));
+        q.sql.push_str("\nORDER BY 1");
+        let rows = conn.query(&q.sql, &q.params).await?;
         let recordings: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         let total = recordings.len();
         conn.execute(
@@ -275,34 +259,17 @@ impl Answerer {
         } else {
             1
         };
-        let chunk_sql = format!(
-            "SELECT c.chunk_id, c.embedding {CHUNK_FROM} {CHUNK_WHERE}
-             AND c.embedding_model = $11 AND a.transcription_id = $12"
-        );
         let mut extracts = futures::stream::iter(recordings.into_iter().map(|transcription| {
-            let chunk_sql = &chunk_sql;
             let (config_ids, model_id, vector) = (&config_ids, &model_id, &vector);
             async move {
                 let conn = self.searcher.pool.get().await?;
-                let rows = conn
-                    .query(
-                        chunk_sql,
-                        &[
-                            &f.scenario,
-                            &f.report_type,
-                            &f.building,
-                            &f.city,
-                            &f.date_from,
-                            &f.date_to,
-                            &f.employee,
-                            &f.client,
-                            &f.place,
-                            config_ids,
-                            model_id,
-                            &transcription,
-                        ],
-                    )
-                    .await?;
+                let mut q = ChunkQuery::new("c.chunk_id, c.embedding", f, config_ids);
+                let (m, t) = (q.param(model_id), q.param(&transcription));
+                q.and(&format!(
+                    "c.embedding_model = {m} AND a.transcription_id = {t}"
+                ));
+                let stmt = conn.prepare_cached(&q.sql).await?;
+                let rows = conn.query(&stmt, &q.params).await?;
                 let mut scored: Vec<(f32, i64)> = rows
                     .iter()
                     .map(|r| {
