@@ -23,6 +23,7 @@ use tracing::warn;
 use crate::Result;
 use crate::db::PgPool;
 use crate::index::publish::{self, read_manifest};
+use crate::index::reader::IndexLag;
 use crate::storage::S3Store;
 
 /// What to do.
@@ -163,13 +164,9 @@ async fn index_health(
     let (generation, high_water_mark) = manifest.as_ref().map_or((None, 0), |m| {
         (Some(m.manifest.generation), m.manifest.high_water_mark)
     });
-    let lag: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM chunk WHERE chunk_id > $1",
-            &[&high_water_mark],
-        )
+    let lag = IndexLag::measure(conn, generation, high_water_mark)
         .await?
-        .get(0);
+        .chunks_not_indexed;
     let mut live: BTreeSet<String> = conn
         .query(
             "SELECT object_key FROM index_generation WHERE deleted_at IS NULL",

@@ -152,6 +152,24 @@ pub struct IndexLag {
     pub newest_unindexed_at: Option<DateTime<Utc>>,
 }
 
+impl IndexLag {
+    /// The chunks stored above `high_water_mark`, the mark of `generation` (`None`, 0: no
+    /// index, so every chunk lags).
+    pub async fn measure(
+        client: &impl GenericClient,
+        generation: Option<u64>,
+        high_water_mark: i64,
+    ) -> Result<Self> {
+        let row = client.query_one(LAG_SQL, &[&high_water_mark]).await?;
+        Ok(IndexLag {
+            generation,
+            high_water_mark,
+            chunks_not_indexed: row.get(0),
+            newest_unindexed_at: row.get(1),
+        })
+    }
+}
+
 /// The published index as served to searches: cheap to clone and share between tasks.
 #[derive(Debug, Clone)]
 pub struct ServedIndex {
@@ -279,14 +297,12 @@ impl ServedIndex {
     /// them when nothing is served).
     pub async fn lag(&self, client: &impl GenericClient) -> Result<IndexLag> {
         let snapshot = self.current();
-        let high_water_mark = snapshot.as_ref().map_or(0, |s| s.manifest.high_water_mark);
-        let row = client.query_one(LAG_SQL, &[&high_water_mark]).await?;
-        Ok(IndexLag {
-            generation: snapshot.map(|s| s.manifest.generation),
-            high_water_mark,
-            chunks_not_indexed: row.get(0),
-            newest_unindexed_at: row.get(1),
-        })
+        IndexLag::measure(
+            client,
+            snapshot.as_ref().map(|s| s.manifest.generation),
+            snapshot.as_ref().map_or(0, |s| s.manifest.high_water_mark),
+        )
+        .await
     }
 
     fn due(&self) -> bool {

@@ -229,22 +229,19 @@ pub async fn index_state(
     refresh(search);
     let conn = state.pool.get().await?;
     let snapshot = search.served.as_ref().and_then(|s| s.current());
-    let high_water_mark = snapshot.as_ref().map_or(0, |s| s.manifest.high_water_mark);
-    let lag: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM chunk WHERE chunk_id > $1",
-            &[&high_water_mark],
-        )
-        .await
-        .map_err(common::Error::from)?
-        .get(0);
+    let lag = common::index::reader::IndexLag::measure(
+        &conn,
+        snapshot.as_ref().map(|s| s.manifest.generation),
+        snapshot.as_ref().map_or(0, |s| s.manifest.high_water_mark),
+    )
+    .await?;
     Ok(Json(IndexState {
-        generation: snapshot.as_ref().map(|s| s.manifest.generation),
-        high_water_mark,
+        generation: lag.generation,
+        high_water_mark: lag.high_water_mark,
         embedding_model: snapshot
             .as_ref()
             .map(|s| s.manifest.embedding_model.clone()),
-        lag_chunks: lag,
+        lag_chunks: lag.chunks_not_indexed,
         published_at: snapshot.as_ref().map(|s| s.manifest.created_at),
         counts: snapshot
             .as_ref()
