@@ -233,41 +233,16 @@ impl S3Store {
         key: &str,
         max_bytes: u64,
     ) -> Result<Option<(Vec<u8>, String)>> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    return Ok(None);
-                }
-                return Err(storage_error(bucket, key, e));
-            }
-        };
-        let etag = out.e_tag().unwrap_or_default().trim_matches('"').to_owned();
-        let mut body = out.body;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.try_next().await.map_err(|e| Error::Storage {
-            bucket: bucket.into(),
-            key: key.into(),
-            retryable: true,
-            source: Box::new(e),
-        })? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > max_bytes {
-                return Err(Error::ObjectTooLarge {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                    limit: max_bytes,
-                });
-            }
-        }
-        Ok(Some((bytes, etag)))
+        Ok(
+            match self
+                .get_bytes_if_changed(bucket, key, max_bytes, None)
+                .await?
+            {
+                Fetched::Found { bytes, etag } => Some((bytes, etag)),
+                // Without an ETag to match the object cannot be "not modified".
+                Fetched::Missing | Fetched::NotModified => None,
+            },
+        )
     }
 
     /// A small object read whole unless it still has the ETag `unless_etag`
