@@ -250,16 +250,7 @@ impl Answerer {
         } else {
             self.settings.offline_sources
         };
-        search.validate().map_err(|e| match e {
-            Error::InvalidInput {
-                field: "query",
-                reason,
-            } => Error::InvalidInput {
-                field: "question",
-                reason,
-            },
-            other => other,
-        })?;
+        search.validate().map_err(as_question)?;
         let vector = self
             .searcher
             .embed(vec![question.clone()])
@@ -355,6 +346,20 @@ impl Answerer {
             }
         }
         Ok(out)
+    }
+}
+
+/// A search request's error as the question's: its text is the `question` field.
+pub(crate) fn as_question(e: Error) -> Error {
+    match e {
+        Error::InvalidInput {
+            field: "query",
+            reason,
+        } => Error::InvalidInput {
+            field: "question",
+            reason,
+        },
+        other => other,
     }
 }
 

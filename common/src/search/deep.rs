@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use super::answer::{Answer, Answerer, Statement, finish, model_answer};
+use super::answer::{Answer, Answerer, Statement, as_question, finish, model_answer};
 use super::{ChunkQuery, Filters, Hit, SearchRequest, configs, hydrate, select};
 use crate::db::chunk::decode_embedding;
 use crate::embed::cosine;
@@ -75,16 +75,7 @@ impl QuestionJob {
 pub async fn create(client: &impl GenericClient, question: &str, scope: &Scope) -> Result<i64> {
     let mut check = SearchRequest::new(question);
     check.filters = scope.filters.clone();
-    check.validate().map_err(|e| match e {
-        Error::InvalidInput {
-            field: "query",
-            reason,
-        } => Error::InvalidInput {
-            field: "question",
-            reason,
-        },
-        other => other,
-    })?;
+    check.validate().map_err(as_question)?;
     let all = configs(client).await?;
     select(&all, scope.config.as_deref())?;
     let scope_json = serde_json::to_value(scope).map_err(|e| Error::InvalidInput {
