@@ -511,6 +511,16 @@ async fn a_deep_question_reads_every_recording_in_scope_with_progress() {
     };
     let err = deep::create(&conn, "вопрос", &bad).await.unwrap_err();
     assert!(err.to_string().starts_with("config"), "{err}");
+
+    // A stored scope that does not parse is an error naming it, never "every report".
+    conn.execute(
+        "UPDATE question_job SET scope = '{\"bogus\": 1}' WHERE question_job_id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let err = deep::get(&conn, id).await.unwrap_err().to_string();
+    assert!(err.starts_with("scope"), "{err}");
 }
 
 /// A server speaking OpenAI's chat protocol whose reply cites sources 1 and 2 (and a source it

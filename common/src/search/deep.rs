@@ -102,21 +102,34 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Question
         )
         .await?;
     let Some(r) = row else { return Ok(None) };
-    let scope: serde_json::Value = r.get(2);
     let result: Option<serde_json::Value> = r.get(6);
     Ok(Some(QuestionJob {
         id: r.get(0),
         question: r.get(1),
-        scope: serde_json::from_value(scope).unwrap_or_default(),
+        scope: stored(id, "scope", r.get(2))?,
         status: r.get(3),
         total_items: r.get(4),
         done_items: r.get(5),
-        result: result.and_then(|v| serde_json::from_value(v).ok()),
+        result: result.map(|v| stored(id, "result", v)).transpose()?,
         last_error: r.get(7),
         created_at: r.get(8),
         updated_at: r.get(9),
         finished_at: r.get(10),
     }))
+}
+
+/// A JSON column of question `id` read back; one that does not parse (written by another
+/// version) is an error naming it, never a silent default: a default scope would widen the
+/// question to every report.
+fn stored<T: serde::de::DeserializeOwned>(
+    id: i64,
+    column: &'static str,
+    value: serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| Error::InvalidInput {
+        field: column,
+        reason: format!("question {id}'s stored {column} does not parse: {e}"),
+    })
 }
 
 const CLAIM_SQL: &str = "
@@ -160,7 +173,7 @@ impl Answerer {
         };
         drop(conn);
         let question: String = row.get(0);
-        let scope: Scope = serde_json::from_value(row.get(1)).unwrap_or_default();
+        let scope: Scope = stored(id, "scope", row.get(1))?;
         match self.deep(id, worker, &question, &scope, progress).await {
             Ok(answer) => {
                 let json = serde_json::to_value(&answer).map_err(|e| Error::InvalidInput {
