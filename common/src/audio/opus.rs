@@ -1,11 +1,16 @@
 //! Opus packets (from Ogg, WebM/Matroska or MP4) decoded straight to 16 kHz mono.
 //!
-//! Symphonia demuxes Opus but has no decoder for it; `opus-decoder` is a pure-Rust port of
-//! the reference decoder. Opus decodes natively at 16 kHz (the codec carries no content above
-//! 8 kHz at that rate), and a mono decoder downmixes a stereo stream itself, so Opus input
-//! needs neither a resampler nor a mixdown.
+//! Symphonia demuxes Opus but has no decoder for it; `opus-pure` is a pure-Rust Opus codec
+//! checked against libopus (its float output matches the reference decoder's). Opus decodes
+//! natively at 16 kHz (the codec carries no content above 8 kHz at that rate), and a mono
+//! decoder downmixes a stereo stream itself, so Opus input needs neither a resampler nor a
+//! mixdown.
+//!
+//! `opus-decoder` 0.1 was used before: its CELT path runs a naive DFT with a sine and cosine
+//! per term, so music-mode and high-bitrate Opus (what most recorders write) decoded at about
+//! 0.13 s per second of audio, more than Whisper itself; SILK-only streams were fast.
 
-use opus_decoder::{OpusDecoder, OpusMultistreamDecoder};
+use opus_pure::{OpusDecoder, OpusMSDecoder};
 
 /// Output rate: Opus decodes natively at 16 kHz.
 pub(crate) const OPUS_RATE: u32 = 16_000;
@@ -82,9 +87,9 @@ impl OpusHead {
 enum Inner {
     /// Mono and stereo streams, downmixed by the decoder.
     Single(Box<OpusDecoder>),
-    /// Surround (mapping families 1 and 255), downmixed here.
+    /// Surround (mapping family 1, Vorbis channel order), downmixed here.
     Multi {
-        decoder: OpusMultistreamDecoder,
+        decoder: OpusMSDecoder,
         channels: usize,
         interleaved: Vec<f32>,
     },
@@ -100,37 +105,50 @@ impl OpusStream {
     pub fn new(head: OpusHead) -> Result<Self, String> {
         let inner = match &head.mapping {
             None => Inner::Single(Box::new(
-                OpusDecoder::new(OPUS_RATE, 1)
+                OpusDecoder::new(OPUS_RATE as i32, 1)
                     .map_err(|e| format!("cannot set up the Opus decoder: {e}"))?,
             )),
-            Some((streams, coupled, table)) => Inner::Multi {
-                decoder: OpusMultistreamDecoder::new(
-                    OPUS_RATE,
-                    usize::from(head.channels),
-                    usize::from(*streams),
-                    usize::from(*coupled),
-                    table,
-                )
-                .map_err(|e| format!("unsupported Opus channel mapping: {e}"))?,
-                channels: usize::from(head.channels),
-                interleaved: vec![0.0; MAX_FRAMES * usize::from(head.channels)],
-            },
+            Some((streams, coupled, table)) => {
+                let channels = usize::from(head.channels);
+                let decoder = OpusMSDecoder::new(OPUS_RATE as i32, channels, head.mapping_family)
+                    .map_err(|e| {
+                    format!(
+                        "unsupported Opus channel mapping (family {}, {channels} channels): {e}",
+                        head.mapping_family
+                    )
+                })?;
+                // Only the standard layouts are decoded; a stream that declares another
+                // (family 255, or a family-1 table of its own) would be mixed wrongly.
+                let layout = decoder.layout();
+                if layout.nb_streams != usize::from(*streams)
+                    || layout.nb_coupled_streams != usize::from(*coupled)
+                    || layout.mapping != *table
+                {
+                    return Err(format!(
+                        "unsupported Opus channel mapping: family {}, {streams} streams, \
+                         {coupled} coupled, table {table:?} is not the standard layout of \
+                         {channels} channels",
+                        head.mapping_family
+                    ));
+                }
+                Inner::Multi {
+                    decoder,
+                    channels,
+                    interleaved: vec![0.0; MAX_FRAMES * channels],
+                }
+            }
         };
         let gain = 10f32.powf(f32::from(head.output_gain) / (20.0 * 256.0));
         Ok(Self { inner, gain, head })
     }
 
     /// Decodes one packet, appending mono 16 kHz samples to `out`; returns how many.
-    pub fn decode(
-        &mut self,
-        packet: &[u8],
-        out: &mut Vec<f32>,
-    ) -> Result<usize, opus_decoder::OpusError> {
+    pub fn decode(&mut self, packet: &[u8], out: &mut Vec<f32>) -> Result<usize, opus_pure::Error> {
         let start = out.len();
         let frames = match &mut self.inner {
             Inner::Single(decoder) => {
                 out.resize(start + MAX_FRAMES, 0.0);
-                let n = decoder.decode_float(packet, &mut out[start..], false);
+                let n = decoder.decode(packet, MAX_FRAMES, &mut out[start..]);
                 let n = n.inspect_err(|_| out.truncate(start))?;
                 out.truncate(start + n);
                 n
@@ -140,7 +158,7 @@ impl OpusStream {
                 channels,
                 interleaved,
             } => {
-                let n = decoder.decode_float(packet, interleaved, false)?;
+                let n = decoder.decode(packet, MAX_FRAMES, interleaved)?;
                 let scale = 1.0 / *channels as f32;
                 out.extend(
                     interleaved[..n * *channels]
@@ -158,8 +176,13 @@ impl OpusStream {
 
     pub fn reset(&mut self) {
         match &mut self.inner {
-            Inner::Single(decoder) => decoder.reset(),
-            Inner::Multi { decoder, .. } => decoder.reset(),
+            // Resetting only clears coding state; it fails for no valid decoder.
+            Inner::Single(decoder) => {
+                let _ = decoder.reset_state();
+            }
+            Inner::Multi { decoder, .. } => {
+                let _ = decoder.reset_state();
+            }
         }
     }
 

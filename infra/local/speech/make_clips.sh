@@ -346,7 +346,9 @@ main() {
     local w16="$OUT/$id.wav"
     ffconv "$RAW/$id.wav" "$w16" -ar 16000 -ac 1 -c:a pcm_s16le
     ffconv "$w16" "$OUT/$id.ogg" -c:a libopus -b:a 32k -application voip -f ogg
-    ffconv "$w16" "$OUT/$id.webm" -c:a libopus -b:a 32k -application voip -f webm
+    # WebM as a browser's MediaRecorder writes it: 48 kHz Opus in its default (audio)
+    # mode, CELT and hybrid frames; the .ogg above is SILK (voip), as voice apps write.
+    ffconv "$w16" "$OUT/$id.webm" -ar 48000 -c:a libopus -b:a 48k -f webm
     ffconv "$w16" "$OUT/$id.mp3" -ar 44100 -c:a libmp3lame -q:a 5
     ffconv "$w16" "$OUT/$id.m4a" -ar 48000 -c:a aac -b:a 64k -movflags +faststart
     ffconv "$w16" "$OUT/$id.flac" -c:a flac -compression_level 5
@@ -380,8 +382,10 @@ main() {
 
   make_long "${ru_ids[@]}"
   ffconv "$OUT/ru_long_10min.wav" "$OUT/ru_long_10min.ogg" -c:a libopus -b:a 32k -application voip -f ogg
+  ffconv "$OUT/ru_long_10min.wav" "$OUT/ru_long_10min.webm" -ar 48000 -c:a libopus -b:a 48k -f webm
   add_row ru_long_10min.wav ru ru_long_10min.txt long
   add_row ru_long_10min.ogg ru ru_long_10min.txt long
+  add_row ru_long_10min.webm ru ru_long_10min.txt long
 
   write_manifest
 
