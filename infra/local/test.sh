@@ -35,6 +35,10 @@ cargo test --workspace "$@"
 # response as documented.
 bash infra/local/api_contract.sh
 
+# Every function under `cargo lambda watch`, invoked with each fixture of infra/local/events/
+# as infra/local/LOOP.md documents, the answers and the stored state checked.
+bash infra/local/lambda_check.sh
+
 # The demo's own path on a one-minute recording, its final state asserted, then run again to
 # check that everything is reused.
 bash infra/local/demo_check.sh

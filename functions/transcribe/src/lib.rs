@@ -161,13 +161,30 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
+/// Lambda's longest timeout: the budget of an invocation whose deadline is not usable.
+pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
+
 /// The deadline of an invocation from Lambda's epoch-milliseconds deadline.
+///
+/// A deadline that has already passed when the invocation starts never comes from Lambda;
+/// `cargo lambda watch` sends a constant (600,000, i.e. 1970). Such a deadline would pause
+/// every recording after its first window, so it is taken as Lambda's longest timeout
+/// instead, with a warning.
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    if deadline_ms <= now_ms {
+        warn!(
+            deadline_ms,
+            now_ms,
+            "the runtime's deadline has already passed (an emulator?); allowing {} s",
+            MAX_INVOCATION.as_secs()
+        );
+        return Instant::now() + MAX_INVOCATION;
+    }
+    Instant::now() + Duration::from_millis(deadline_ms - now_ms)
 }
 
 #[cfg(test)]
@@ -180,6 +197,26 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_allows_lambdas_longest_timeout() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = |d: Instant| d.saturating_duration_since(Instant::now());
+        // cargo lambda watch's constant deadline.
+        let emulated = left(deadline_from_epoch_ms(600_000));
+        assert!(
+            emulated > MAX_INVOCATION - Duration::from_secs(5),
+            "{emulated:?}"
+        );
+        let real = left(deadline_from_epoch_ms(now_ms + 60_000));
+        assert!(
+            real > Duration::from_secs(55) && real <= Duration::from_secs(60),
+            "{real:?}"
+        );
     }
 
     #[test]
