@@ -78,8 +78,13 @@ for f in transcribe-sqs-batch transcribe-s3-direct; do
   grep -q "$VOX_RECORDINGS_BUCKET" "$work/$f.json" || fail "$f.json does not name vox-recordings"
 done
 
-# The emulator builds each function (debug) on its first invocation and runs it with this
-# environment.
+# The emulator builds each function (debug, `cargo run --bin NAME`) on its first invocation
+# and runs it with this environment. They are built here first, one at a time as the emulator
+# builds them (the same features, so the same artifacts), so that no invocation waits for a
+# compiler.
+for fn in transcribe analyze index api; do
+  cargo build -q --bin "$fn"
+done
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 setsid "$cargo_lambda" lambda watch -A 127.0.0.1 -P "$port" --timeout 900 \
   > "$work/watch.log" 2>&1 &
