@@ -8,6 +8,9 @@ fn main() {
     let root =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("prompts");
     println!("cargo:rerun-if-changed={}", root.display());
+    // `refinery::embed_migrations!` reads this directory at compile time: a new migration
+    // must rebuild the crate.
+    println!("cargo:rerun-if-changed=../migrations");
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
     files.sort();

@@ -286,6 +286,77 @@ async fn recordings_are_listed_newest_first_by_status_a_page_at_a_time() {
 }
 
 #[tokio::test]
+async fn an_uploader_sees_only_the_recordings_it_created() {
+    let app = App::new().await;
+    let conn = app.db.pool.get().await.unwrap();
+    let (_, other) = api::keys::create(&conn, "second uploader", api::auth::Role::Uploader)
+        .await
+        .unwrap();
+    // A recording put into the bucket directly has no creator.
+    let direct = recording::create_intent(
+        &conn,
+        "audio",
+        "recordings/direct.ogg",
+        "audio/ogg",
+        10,
+        &json!({}),
+        None,
+    )
+    .await
+    .unwrap()
+    .recording_id;
+    drop(conn);
+    let mine = app
+        .post("/recordings", &app.uploader, new_recording())
+        .await
+        .json()["recording_id"]
+        .as_i64()
+        .unwrap();
+    let theirs = app
+        .post("/recordings", &other, new_recording())
+        .await
+        .json()["recording_id"]
+        .as_i64()
+        .unwrap();
+
+    let listed = |page: Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["recording_id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        listed(app.get("/recordings", &app.uploader).await.json()),
+        vec![mine]
+    );
+    assert_eq!(
+        listed(app.get("/recordings", &other).await.json()),
+        vec![theirs]
+    );
+    assert_eq!(
+        listed(app.get("/recordings", &app.analyst).await.json()),
+        vec![theirs, mine, direct]
+    );
+    let own = app.get(&format!("/recordings/{mine}"), &app.uploader).await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["recording_id"], mine);
+    // Another uploader's recording, and one without a creator, are not found (not 403: an
+    // uploader does not learn which ids exist).
+    app.get(&format!("/recordings/{theirs}"), &app.uploader)
+        .await
+        .problem(404, "not-found");
+    app.get(&format!("/recordings/{direct}"), &app.uploader)
+        .await
+        .problem(404, "not-found");
+    for key in [&app.analyst, &app.admin] {
+        let seen = app.get(&format!("/recordings/{theirs}"), key).await;
+        assert_eq!(seen.status, 200, "{}", seen.text());
+    }
+}
+
+#[tokio::test]
 async fn a_recording_shows_its_transcription_jobs_and_produced_reports() {
     let app = App::new().await;
     let created = app

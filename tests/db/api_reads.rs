@@ -15,7 +15,7 @@ async fn an_upload_intent_waits_for_its_object_and_lists_newest_first() {
     let meta = json!({"scenario": "design", "building": "hotel"});
     let mut ids = Vec::new();
     for key in ["a.ogg", "b.ogg", "c.ogg"] {
-        let row = recording::create_intent(&conn, "audio", key, "audio/ogg", 100, &meta)
+        let row = recording::create_intent(&conn, "audio", key, "audio/ogg", 100, &meta, None)
             .await
             .unwrap();
         assert_eq!(
@@ -32,16 +32,16 @@ async fn an_upload_intent_waits_for_its_object_and_lists_newest_first() {
     .await
     .unwrap();
 
-    let first = recording::list(&conn, None, None, 2).await.unwrap();
-    let second = recording::list(&conn, None, first.next_after, 2)
+    let first = recording::list(&conn, None, None, None, 2).await.unwrap();
+    let second = recording::list(&conn, None, None, first.next_after, 2)
         .await
         .unwrap();
-    let done = recording::list(&conn, Some("done"), None, 10)
+    let done = recording::list(&conn, Some("done"), None, None, 10)
         .await
         .unwrap();
-    let bad = recording::list(&conn, Some("lost"), None, 10).await;
+    let bad = recording::list(&conn, Some("lost"), None, None, 10).await;
     let not_object =
-        recording::create_intent(&conn, "audio", "d.ogg", "audio/ogg", 1, &json!([])).await;
+        recording::create_intent(&conn, "audio", "d.ogg", "audio/ogg", 1, &json!([]), None).await;
 
     let page = |p: &audit::Page<recording::RecordingRow>| -> Vec<i64> {
         p.items.iter().map(|r| r.recording_id).collect()
@@ -71,7 +71,7 @@ async fn an_upload_intent_waits_for_its_object_and_lists_newest_first() {
 async fn a_recording_lists_its_transcription_jobs_and_audits_and_an_audit_its_provenance() {
     let db = TestDb::new().await.unwrap();
     let mut conn = db.pool.get().await.unwrap();
-    let row = recording::create_intent(&conn, "audio", "a.ogg", "audio/ogg", 100, &json!({}))
+    let row = recording::create_intent(&conn, "audio", "a.ogg", "audio/ogg", 100, &json!({}), None)
         .await
         .unwrap();
     let empty = recording::produced(&conn, row.recording_id).await.unwrap();

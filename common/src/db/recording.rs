@@ -262,6 +262,9 @@ pub struct RecordingRow {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Who created the upload intent through the API (`key:<id>`, `token:<sub>`); `None` for
+    /// objects put into the bucket directly.
+    pub created_by: Option<String>,
 }
 
 /// One recording by id.
@@ -269,7 +272,8 @@ pub async fn get(client: &impl GenericClient, recording_id: i64) -> Result<Optio
     let stmt = client
         .prepare_cached(
             "SELECT recording_id, bucket, object_key, etag, size_bytes, content_type, metadata,
-                    status, stage, progress, attempts, last_error, created_at, updated_at
+                    status, stage, progress, attempts, last_error, created_at, updated_at,
+                    created_by
              FROM recording WHERE recording_id = $1",
         )
         .await?;
@@ -291,6 +295,7 @@ pub async fn get(client: &impl GenericClient, recording_id: i64) -> Result<Optio
             last_error: r.get(11),
             created_at: r.get(12),
             updated_at: r.get(13),
+            created_by: r.get(14),
         }))
 }
 
@@ -391,6 +396,7 @@ pub async fn create_intent(
     content_type: &str,
     size_bytes: i64,
     metadata: &Value,
+    created_by: Option<&str>,
 ) -> Result<RecordingRow> {
     if !metadata.is_object() {
         return Err(Error::InvalidInput {
@@ -400,22 +406,29 @@ pub async fn create_intent(
     }
     let sql = format!(
         "INSERT INTO recording (bucket, object_key, content_type, size_bytes, metadata, status,
-                                stage)
-         VALUES ($1, $2, $3, $4, $5, 'awaiting_upload', 'waiting for the upload')
+                                stage, created_by)
+         VALUES ($1, $2, $3, $4, $5, 'awaiting_upload', 'waiting for the upload', $6)
          RETURNING {RECORDING_COLUMNS}"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let row = client
         .query_one(
             &stmt,
-            &[&bucket, &key, &content_type, &size_bytes, metadata],
+            &[
+                &bucket,
+                &key,
+                &content_type,
+                &size_bytes,
+                metadata,
+                &created_by,
+            ],
         )
         .await?;
     Ok(recording_row(&row))
 }
 
 const RECORDING_COLUMNS: &str = "recording_id, bucket, object_key, etag, size_bytes, content_type, \
-     metadata, status, stage, progress, attempts, last_error, created_at, updated_at";
+     metadata, status, stage, progress, attempts, last_error, created_at, updated_at, created_by";
 
 fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
     RecordingRow {
@@ -433,6 +446,7 @@ fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
         last_error: r.get(11),
         created_at: r.get(12),
         updated_at: r.get(13),
+        created_by: r.get(14),
     }
 }
 
@@ -447,11 +461,12 @@ pub const STATUSES: [&str; 7] = [
     "failed",
 ];
 
-/// Recordings, newest first, optionally of one status, `limit` (1-1000) per page after the
-/// recording id `after` (keyset pagination).
+/// Recordings, newest first, optionally of one status and only those `created_by` one
+/// caller, `limit` (1-1000) per page after the recording id `after` (keyset pagination).
 pub async fn list(
     client: &impl GenericClient,
     status: Option<&str>,
+    created_by: Option<&str>,
     after: Option<i64>,
     limit: u16,
 ) -> Result<super::audit::Page<RecordingRow>> {
@@ -472,11 +487,14 @@ pub async fn list(
     let sql = format!(
         "SELECT {RECORDING_COLUMNS} FROM recording
          WHERE ($1::text IS NULL OR status = $1) AND ($2::bigint IS NULL OR recording_id < $2)
+           AND ($4::text IS NULL OR created_by = $4)
          ORDER BY recording_id DESC LIMIT $3"
     );
     let stmt = client.prepare_cached(&sql).await?;
     let fetch = i64::from(limit) + 1;
-    let rows = client.query(&stmt, &[&status, &after, &fetch]).await?;
+    let rows = client
+        .query(&stmt, &[&status, &after, &fetch, &created_by])
+        .await?;
     let mut items: Vec<RecordingRow> = rows.iter().map(recording_row).collect();
     let next_after = if items.len() > usize::from(limit) {
         items.truncate(usize::from(limit));

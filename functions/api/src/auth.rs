@@ -99,6 +99,25 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who the caller is, as recorded with what they create: `key:<api_key_id>` or
+    /// `token:<sub>`; `None` for a token without a subject.
+    pub fn principal(&self) -> Option<String> {
+        match &self.credential {
+            Credential::ApiKey { id, .. } => Some(format!("key:{id}")),
+            Credential::Token { subject } => subject.as_deref().map(|s| format!("token:{s}")),
+        }
+    }
+
+    /// Whose recordings the caller may see: `None` for every recording (analysts and admins),
+    /// `Some(principal)` for only their own (uploaders). An uploader without a principal
+    /// sees none (`Some("")` matches no creator).
+    pub fn recordings_scope(&self) -> Option<String> {
+        match self.role {
+            Role::Uploader => Some(self.principal().unwrap_or_default()),
+            Role::Admin | Role::Analyst => None,
+        }
+    }
+
     /// Ok when the role allows `permission`, else 403.
     pub fn require(&self, permission: Permission) -> Result<(), Problem> {
         if self.role.allows(permission) {
@@ -139,12 +158,7 @@ impl FromRequestParts<AppState> for Caller {
                 ));
             }
         };
-        let who = match &caller.credential {
-            Credential::ApiKey { id, .. } => format!("key:{id}"),
-            Credential::Token { subject } => {
-                format!("token:{}", subject.as_deref().unwrap_or("?"))
-            }
-        };
+        let who = caller.principal().unwrap_or_else(|| "token:?".into());
         tracing::Span::current().record("caller", who.as_str());
         Ok(caller)
     }
@@ -308,5 +322,33 @@ mod tests {
         );
         let err = from_claims(&[("sub".to_owned(), "u-1".to_owned())]).unwrap_err();
         assert_eq!(err.kind, crate::problem::Kind::Forbidden);
+    }
+
+    #[test]
+    fn uploaders_are_scoped_to_their_own_principal() {
+        let caller = |role, credential| Caller { role, credential };
+        let key = || Credential::ApiKey {
+            id: 7,
+            name: "bot".into(),
+        };
+        let token = |subject: Option<&str>| Credential::Token {
+            subject: subject.map(str::to_owned),
+        };
+        assert_eq!(
+            caller(Role::Uploader, key()).recordings_scope().as_deref(),
+            Some("key:7")
+        );
+        assert_eq!(
+            caller(Role::Uploader, token(Some("u-1")))
+                .recordings_scope()
+                .as_deref(),
+            Some("token:u-1")
+        );
+        // No subject: nothing to match, so nothing is seen (never everything).
+        let anonymous = caller(Role::Uploader, token(None));
+        assert_eq!(anonymous.principal(), None);
+        assert_eq!(anonymous.recordings_scope().as_deref(), Some(""));
+        assert_eq!(caller(Role::Analyst, key()).recordings_scope(), None);
+        assert_eq!(caller(Role::Admin, token(None)).recordings_scope(), None);
     }
 }

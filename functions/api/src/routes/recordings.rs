@@ -385,6 +385,7 @@ pub async fn create(
         &req.content_type,
         req.size_bytes,
         &metadata_json,
+        caller.principal().as_deref(),
     )
     .await?;
     tracing::info!(recording_id = row.recording_id, key = %key, "upload intent created");
@@ -414,7 +415,7 @@ pub async fn create(
     operation_id = "list_recordings",
     tag = "recordings",
     params(RecordingListParams),
-    responses((status = 200, description = "Recordings, newest first",
+    responses((status = 200, description = "Recordings, newest first (an uploader: only its own)",
                body = Page<Recording>))
 )]
 pub async fn list(
@@ -426,7 +427,15 @@ pub async fn list(
     let limit = pagination::limit(params.limit)?;
     let after = pagination::decode(LISTING, params.cursor.as_deref())?;
     let conn = state.pool.get().await?;
-    let page = recording::list(&conn, params.status.as_deref(), after, limit).await?;
+    let scope = caller.recordings_scope();
+    let page = recording::list(
+        &conn,
+        params.status.as_deref(),
+        scope.as_deref(),
+        after,
+        limit,
+    )
+    .await?;
     Ok(Json(Page {
         items: page.items.into_iter().map(Recording::from).collect(),
         next_cursor: page.next_after.map(|id| pagination::encode(LISTING, id)),
@@ -453,7 +462,12 @@ pub async fn get(
 ) -> Result<Json<RecordingDetail>, Problem> {
     caller.require(Permission::ReadRecordings)?;
     let conn = state.pool.get().await?;
-    let Some(row) = recording::get(&conn, id).await? else {
+    // Another uploader's recording is as absent as one that does not exist.
+    let scope = caller.recordings_scope();
+    let Some(row) = recording::get(&conn, id)
+        .await?
+        .filter(|r| scope.is_none() || r.created_by == scope)
+    else {
         return Err(Problem::not_found(format!("recording {id} does not exist")));
     };
     let produced = recording::produced(&conn, id).await?;
