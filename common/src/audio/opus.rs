@@ -174,15 +174,15 @@ impl OpusStream {
         Ok(frames)
     }
 
+    /// Clears the coding state (after a bad packet). It cannot fail for a decoder that was
+    /// built; should it, the next packets decode from the old state, which is logged.
     pub fn reset(&mut self) {
-        match &mut self.inner {
-            // Resetting only clears coding state; it fails for no valid decoder.
-            Inner::Single(decoder) => {
-                let _ = decoder.reset_state();
-            }
-            Inner::Multi { decoder, .. } => {
-                let _ = decoder.reset_state();
-            }
+        let result = match &mut self.inner {
+            Inner::Single(decoder) => decoder.reset_state(),
+            Inner::Multi { decoder, .. } => decoder.reset_state(),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "the Opus decoder could not be reset");
         }
     }
 

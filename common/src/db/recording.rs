@@ -269,34 +269,13 @@ pub struct RecordingRow {
 
 /// One recording by id.
 pub async fn get(client: &impl GenericClient, recording_id: i64) -> Result<Option<RecordingRow>> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT recording_id, bucket, object_key, etag, size_bytes, content_type, metadata,
-                    status, stage, progress, attempts, last_error, created_at, updated_at,
-                    created_by
-             FROM recording WHERE recording_id = $1",
-        )
-        .await?;
+    let sql = format!("SELECT {RECORDING_COLUMNS} FROM recording WHERE recording_id = $1");
+    let stmt = client.prepare_cached(&sql).await?;
     Ok(client
         .query_opt(&stmt, &[&recording_id])
         .await?
-        .map(|r| RecordingRow {
-            recording_id: r.get(0),
-            bucket: r.get(1),
-            object_key: r.get(2),
-            etag: r.get(3),
-            size_bytes: r.get(4),
-            content_type: r.get(5),
-            metadata: r.get(6),
-            status: r.get(7),
-            stage: r.get(8),
-            progress: r.get(9),
-            attempts: r.get(10),
-            last_error: r.get(11),
-            created_at: r.get(12),
-            updated_at: r.get(13),
-            created_by: r.get(14),
-        }))
+        .as_ref()
+        .map(recording_row))
 }
 
 /// A finished speech window of a transcription in flight.
