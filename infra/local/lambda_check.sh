@@ -95,59 +95,62 @@ for _ in $(seq 1 600); do
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "cargo lambda watch did not listen on $port"
 
-# invoke FUNCTION FIXTURE: prints the function's response.
+# invoke FUNCTION FIXTURE: the function's response lands in $r (not a command substitution,
+# so that a failure here ends the check at once).
 invoke() {
   local out="$work/$1-$(basename "$2")"
   "$cargo_lambda" lambda invoke "$1" -A 127.0.0.1 -P "$port" --output-format json \
     --data-file "$2" > "$out" 2> "$out.err" ||
     fail "cargo lambda invoke $1 --data-file $2 failed: $(cat "$out.err" "$out")"
   echo "lambda check: $1 $(basename "$2"): $(tr -d '\n' < "$out" | cut -c1-300)" >&2
-  cat "$out"
+  r=$(cat "$out")
 }
 # check JSON PYTHON-EXPRESSION MESSAGE: the expression over `r` (the response) must hold.
 check() {
   python3 -c 'import json, sys; r = json.loads(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' \
     "$1" "$2" || fail "$3: $1"
 }
-api_body() {
-  python3 -c 'import json, sys; r = json.loads(sys.argv[1]); assert r["statusCode"] == 200, r; print(r["body"])' "$1" ||
-    fail "the api answered $1"
+# invoke_api FIXTURE: the API function must answer 200; its body lands in $body.
+invoke_api() {
+  invoke api "$1"
+  check "$r" 'r["statusCode"] == 200' "the api answered $(basename "$1")"
+  body=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["body"])' "$r")
 }
 
 echo "lambda check: transcribe (an SQS batch with s3:TestEvent, a direct S3 event)" >&2
-r=$(invoke transcribe "$work/transcribe-sqs-batch.json")
+invoke transcribe "$work/transcribe-sqs-batch.json"
 check "$r" 'r == {"batchItemFailures": []}' "transcribe reported failures"
-r=$(invoke transcribe "$work/transcribe-s3-direct.json")
+invoke transcribe "$work/transcribe-s3-direct.json"
 check "$r" 'len(r["processed"]) == 1 and "transcription" in r["processed"][0]' "the direct S3 event"
 [ "$(sql "SELECT count(*) FROM recording WHERE status = 'transcribed'")" = 2 ] ||
   fail "the two recordings are not transcribed: $(sql "SELECT object_key || ': ' || status || ' ' || coalesce(last_error, '') FROM recording")"
 
 echo "lambda check: analyze (an SQS batch of two jobs, a direct job)" >&2
-r=$(invoke analyze infra/local/events/analyze-sqs-batch.json)
+invoke analyze infra/local/events/analyze-sqs-batch.json
 check "$r" 'r == {"batchItemFailures": []}' "analyze reported failures"
-r=$(invoke analyze infra/local/events/analyze-job-direct.json)
+invoke analyze infra/local/events/analyze-job-direct.json
 check "$r" 'r == {"analysis_job_id": 1, "outcome": "already_done"}' "the direct job was not recognised as done"
 [ "$(sql "SELECT count(*) FROM analysis_job WHERE analysis_job_id IN (1, 2) AND status = 'done'")" = 2 ] ||
   fail "jobs 1 and 2 are not done: $(sql "SELECT analysis_job_id || ' ' || status || ' ' || coalesce(last_error, '') FROM analysis_job ORDER BY analysis_job_id")"
 [ "$(sql "SELECT count(*) FROM audit")" -gt 0 ] || fail "no reports stored"
 
 echo "lambda check: index (an SQS batch, a direct rebuild)" >&2
-r=$(invoke index infra/local/events/index-sqs-batch.json)
+invoke index infra/local/events/index-sqs-batch.json
 check "$r" 'r == {"batchItemFailures": []}' "index reported failures"
-r=$(invoke index infra/local/events/index-direct-rebuild.json)
+invoke index infra/local/events/index-direct-rebuild.json
 check "$r" 'r.get("rebuilt") is True and r["generation"] >= 1 and r["chunks_added"] > 0' \
   "the rebuild published nothing"
 [ "$(sql "SELECT count(*) FROM index_generation WHERE deleted_at IS NULL")" -ge 1 ] ||
   fail "no index generation published"
 
 echo "lambda check: api (API Gateway HTTP API v2 requests)" >&2
-body=$(api_body "$(invoke api infra/local/events/api-get-scenarios.json)")
+invoke_api infra/local/events/api-get-scenarios.json
 check "$body" 'any(s["id"] == "design" for s in r)' "GET /scenarios"
-body=$(api_body "$(invoke api infra/local/events/api-list-audits.json)")
+invoke_api infra/local/events/api-list-audits.json
 check "$body" 'len(r["items"]) > 0' "GET /audits listed nothing"
-body=$(api_body "$(invoke api infra/local/events/api-post-search.json)")
+invoke_api infra/local/events/api-post-search.json
 check "$body" 'len(r["hits"]) > 0' "POST /search found nothing"
-body=$(api_body "$(invoke api infra/local/events/api-post-answer.json)")
+invoke_api infra/local/events/api-post-answer.json
 check "$body" 'r["found"] and r["sources"]' "POST /answers did not answer"
 
 echo "lambda check: passed ($(( $(date +%s) - started )) s)"
