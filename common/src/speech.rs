@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use crate::asr::{AsrConfig, AsrError, Lang, TranscribeOptions, Transcriber, WindowResult};
 use crate::audio::{self, AudioError, DecodeOptions};
 use crate::config::{self, ConfigError};
-use crate::db::transcription::Segment;
+use crate::db::transcription::{Segment, UncoveredSpeech};
 use crate::transcribe::{RunSummary, SpeechEngine, WindowDone};
 use crate::{Error, Result};
 
@@ -22,6 +22,14 @@ pub struct EngineSettings {
     pub whisper_model: String,
     /// `VOX_ASR_THREADS`, default: the cores available.
     pub threads: usize,
+    /// `VOX_ASR_PROMPT`: previous text given before every window (default none: the
+    /// prompts measured did not lower the word error rate; see the README).
+    pub prompt: Option<String>,
+    /// `VOX_ASR_VOCABULARY`: a UTF-8 file of terms and names, one per line (`#` starts a
+    /// comment), given before the prompt in every window.
+    pub vocabulary: Vec<String>,
+    /// `VOX_ASR_BEST_OF`, default 5: hypotheses sampled at each fallback temperature.
+    pub best_of: usize,
 }
 
 impl EngineSettings {
@@ -34,8 +42,31 @@ impl EngineSettings {
             models_dir: config::optional("VOX_MODELS_DIR")?.map_or(default_dir, PathBuf::from),
             whisper_model: config::or_default("VOX_WHISPER_MODEL", "whisper-base")?,
             threads: config::parsed_or("VOX_ASR_THREADS", cores)?,
+            prompt: config::optional("VOX_ASR_PROMPT")?,
+            vocabulary: match config::optional("VOX_ASR_VOCABULARY")? {
+                None => Vec::new(),
+                Some(path) => {
+                    read_vocabulary(Path::new(&path)).map_err(|e| ConfigError::Invalid {
+                        var: "VOX_ASR_VOCABULARY",
+                        reason: format!("{path}: {e}"),
+                    })?
+                }
+            },
+            best_of: config::parsed_or("VOX_ASR_BEST_OF", 5usize)?,
         })
     }
+}
+
+/// The terms of a vocabulary file: one per line, trimmed, blank lines and `#` comments
+/// skipped.
+pub fn read_vocabulary(path: &Path) -> std::io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Whisper with VAD on ONNX Runtime; the sessions are built once and shared (one run at a
@@ -51,6 +82,14 @@ impl WhisperEngine {
         let mut config = AsrConfig::new(&settings.models_dir);
         config.whisper_model = settings.whisper_model.clone();
         config.threads = settings.threads.max(1);
+        config.vocabulary = settings.vocabulary.clone();
+        config.prompt = settings.prompt.clone();
+        config.decode.best_of = settings.best_of.max(1);
+        Self::from_config(config)
+    }
+
+    /// The engine with every setting of the recognizer given (tests, tools).
+    pub fn from_config(config: AsrConfig) -> Result<Self> {
         let transcriber = Transcriber::from_config(config).map_err(engine_error)?;
         let model_id = transcriber.model_id().to_owned();
         Ok(Self {
@@ -120,6 +159,15 @@ impl SpeechEngine for WhisperEngine {
                     .collect(),
                 language: Some(w.language.code().to_owned()),
                 progress: total_ms.map(|t| ((w.end_ms as f64 / t).min(1.0)) as f32),
+                speech_ms: Some(w.speech_ms as i64),
+                uncovered: w
+                    .uncovered
+                    .iter()
+                    .map(|u| UncoveredSpeech {
+                        start_ms: u.start_ms as i64,
+                        end_ms: u.end_ms as i64,
+                    })
+                    .collect(),
             })
         };
         let mut stream = transcriber.stream(

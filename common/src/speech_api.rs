@@ -205,6 +205,8 @@ impl OpenAiSpeech {
             segments: Vec::new(),
             language: language.map(str::to_owned),
             progress: total_ms.map(|t| (end_ms as f64 / t).clamp(0.0, 1.0) as f32),
+            speech_ms: None,
+            uncovered: Vec::new(),
         };
         if rms(samples) < SILENCE_RMS {
             info!(start_ms, end_ms, "silent piece not sent");

@@ -21,7 +21,7 @@ use crate::config::{self, ConfigError};
 use crate::db::PgPool;
 use crate::db::analysis_job::{self, JobMessage};
 use crate::db::recording::{self, Claim, ObjectIdentity, SavedWindow};
-use crate::db::transcription::{self, NewTranscription, Segment};
+use crate::db::transcription::{self, Coverage, NewTranscription, Segment, UncoveredSpeech};
 use crate::domain::{RecordingMetadata, canonical_building, canonical_scenario};
 use crate::events::ObjectCreated;
 use crate::queue::SqsQueue;
@@ -37,6 +37,11 @@ pub struct WindowDone {
     pub language: Option<String>,
     /// How far into the recording the engine has got, 0..=1, when it knows the length.
     pub progress: Option<f32>,
+    /// Speech the engine's voice-activity detector heard in the window (`None`: the engine
+    /// does not measure it).
+    pub speech_ms: Option<i64>,
+    /// Of that speech, what no text covers even after decoding it again on its own.
+    pub uncovered: Vec<UncoveredSpeech>,
 }
 
 /// What the engine says of a whole run.
@@ -330,6 +335,25 @@ impl Stage {
             .iter()
             .flat_map(|w| w.segments.iter().cloned())
             .collect();
+        // Measured only when every window was (a hosted engine measures none).
+        let coverage = windows
+            .iter()
+            .map(|w| w.speech_ms)
+            .sum::<Option<i64>>()
+            .map(|speech_ms| {
+                let uncovered = windows.iter().flat_map(|w| w.uncovered.clone()).collect();
+                Coverage::new(speech_ms, uncovered)
+            });
+        if let Some(c) = coverage.as_ref().filter(|c| c.uncovered_ms > 0) {
+            warn!(
+                recording_id,
+                speech_ms = c.speech_ms,
+                uncovered_ms = c.uncovered_ms,
+                regions = c.uncovered.len(),
+                coverage = c.coverage,
+                "part of the speech could not be transcribed"
+            );
+        }
         let text = transcription::text_of(&segments);
         let detected = windows.iter().find_map(|w| w.language.clone()).or(language);
         let scenario = metadata
@@ -357,6 +381,7 @@ impl Stage {
                 model_id: Some(self.engine.model_id()),
                 date: None,
                 segments,
+                coverage,
             },
         )
         .await?;
@@ -422,6 +447,8 @@ impl Stage {
                 end_ms: w.end_ms,
                 segments: w.segments,
                 language: w.language,
+                speech_ms: w.speech_ms,
+                uncovered: w.uncovered,
             };
             if !recording::save_window(&conn, recording_id, &self.worker, &saved).await? {
                 stop.store(true, Ordering::Relaxed);

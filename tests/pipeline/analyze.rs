@@ -159,6 +159,7 @@ pub(crate) async fn setup_in(
             model_id: Some("whisper-base-int8".into()),
             date: None,
             segments: segs,
+            coverage: None,
         },
     )
     .await

@@ -114,6 +114,18 @@ async fn an_upload_becomes_a_transcript_with_segments_and_queued_analysis_jobs()
     assert_eq!(metadata["employee"], "Анна");
     assert!(segments >= 1);
     assert_eq!(windows_left, 0, "saved windows are cleared with the commit");
+    let recording_id: i64 = conn
+        .query_one("SELECT recording_id FROM transcription", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let coverage = common::db::recording::get(&conn, recording_id)
+        .await
+        .unwrap()
+        .and_then(|r| r.speech_coverage)
+        .expect("the coverage of the local engine is stored");
+    assert!(coverage.speech_ms > 5_000, "{coverage:?}");
+    assert_eq!((coverage.uncovered_ms, coverage.coverage), (0, 1.0));
 
     let messages = aws.drain(&aws.analyze, 10).await.unwrap();
     let mut jobs: Vec<JobMessage> = messages
@@ -297,5 +309,66 @@ async fn malformed_object_metadata_fails_the_recording_naming_the_field() {
     assert!(
         error.contains("date") && error.contains("14.03.2026"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn speech_the_engine_cannot_transcribe_is_stored_as_uncovered_and_the_recording_says_so() {
+    // A recognizer whose guard no text passes: every window is heard, decoded, decoded again
+    // stretch by stretch, and nothing comes out.
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let settings = EngineSettings::from_env().unwrap();
+    let mut config = common::asr::AsrConfig::new(&settings.models_dir);
+    config.guard.min_avg_logprob = 0.0;
+    config.decode.temperatures = vec![0.0];
+    let mut stage = stage(&db, &aws, "strict");
+    stage.engine = Arc::new(WhisperEngine::from_config(config).expect("models are prepared"));
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "interviews/kazan.wav",
+            &clip("dialogues/ru_int_hotel_kazan_short.wav"),
+            "audio/wav",
+            &design_metadata(),
+        )
+        .await
+        .unwrap();
+
+    let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
+    let response = transcribe::handle(&stage, event, deadline()).await.unwrap();
+
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let conn = db.pool.get().await.unwrap();
+    let row = conn
+        .query_one(
+            "SELECT recording_id, transcription_text, speech_ms, uncovered_ms FROM transcription",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (recording_id, text, speech_ms, uncovered_ms): (i64, String, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(text, "");
+    // The clip has 23.7 s of speech in three turns (0.5-6.2 s, 7.1-20.0 s, 20.2-25.3 s).
+    assert!(speech_ms > 20_000, "{speech_ms}");
+    assert!(
+        uncovered_ms * 10 >= speech_ms * 9,
+        "{uncovered_ms} of {speech_ms}"
+    );
+    let recording = common::db::recording::get(&conn, recording_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let coverage = recording
+        .speech_coverage
+        .expect("coverage shown with the recording");
+    assert!(coverage.coverage < 0.1, "{coverage:?}");
+    assert!(
+        coverage
+            .uncovered
+            .iter()
+            .any(|u| u.start_ms <= 8_000 && u.end_ms >= 19_000),
+        "the guest's turn is reported: {:?}",
+        coverage.uncovered
     );
 }

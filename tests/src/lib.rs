@@ -6,6 +6,7 @@
 //! [`TestDb`] is.
 
 pub mod aws;
+pub mod wer;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,10 +1,18 @@
 //! Whisper's log-mel front end, the encoder's input.
 //!
-//! One 30 s window (480 000 samples at 16 kHz, zero-padded) becomes `[n_mels, 3000]` values:
+//! One 30 s window (480 000 samples at 16 kHz) becomes `[n_mels, 3000]` values:
 //! reflect-padded STFT (400-point periodic Hann, hop 160), power spectrum, Slaney mel filters,
 //! `log10` clamped at 1e-10, floored at the window's maximum minus 8, then `(x + 4) / 4`.
 //! This is the recipe in `infra/local/models/README.md`; the spectrum and filter sums are
 //! computed in f64 (cheap at this size) so the result does not depend on summation order.
+//!
+//! A window shorter than 30 s is padded as [`Padding`] says. openai-whisper and faster-whisper
+//! pad the *features* with zeros after the audio ends (a value of 0 after the normalisation,
+//! louder than silence), and Whisper's no-speech probability and its end-of-text decisions are
+//! calibrated on that; padding the *audio* with silence (the floor, about -0.65) is what the
+//! README's recipe and `mel.onnx` do. Measured on the same window (`compare_decoders.py`): the
+//! no-speech probability of a 25.8 s interview window is 0.158 with feature padding, as in
+//! CTranslate2, and 0.004 with audio padding.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,9 +39,20 @@ struct Filter {
     weights: Vec<f64>,
 }
 
+/// How a window shorter than 30 s is filled up to 3000 frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// Frames after the audio are 0 after normalisation (openai-whisper, faster-whisper).
+    #[default]
+    Features,
+    /// The audio is padded with silence before the spectrum is taken.
+    Audio,
+}
+
 /// Computes log-mel spectrograms; owns its FFT plan and scratch buffers, so reuse one.
 pub struct LogMel {
     n_mels: usize,
+    padding: Padding,
     filters: Vec<Filter>,
     window: Vec<f64>,
     fft: Arc<dyn RealToComplex<f64>>,
@@ -48,6 +67,7 @@ impl fmt::Debug for LogMel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogMel")
             .field("n_mels", &self.n_mels)
+            .field("padding", &self.padding)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +83,7 @@ impl LogMel {
             .collect();
         Self {
             n_mels,
+            padding: Padding::default(),
             filters: slaney_filters(n_mels),
             window,
             fft,
@@ -72,6 +93,12 @@ impl LogMel {
             scratch,
             log_mel: vec![0.0; n_mels * N_FRAMES],
         }
+    }
+
+    /// The same front end with another [`Padding`].
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
     }
 
     pub fn n_mels(&self) -> usize {
@@ -100,10 +127,15 @@ impl LogMel {
             "mel output buffer has the wrong size"
         );
         self.fill_padded(samples);
+        // With feature padding only the frames holding audio are computed; the rest are 0.
+        let frames = match self.padding {
+            Padding::Audio => N_FRAMES,
+            Padding::Features => samples.len().div_ceil(HOP).min(N_FRAMES),
+        };
 
         let mut max = f64::NEG_INFINITY;
         let mut power = [0.0f64; N_BINS];
-        for f in 0..N_FRAMES {
+        for f in 0..frames {
             let start = f * HOP;
             for ((dst, &x), &w) in self
                 .frame
@@ -132,8 +164,12 @@ impl LogMel {
             }
         }
         let floor = max - 8.0;
-        for (o, &l) in out.iter_mut().zip(&self.log_mel) {
-            *o = ((l.max(floor) + 4.0) / 4.0) as f32;
+        for (m, row) in out.chunks_exact_mut(N_FRAMES).enumerate() {
+            let logs = &self.log_mel[m * N_FRAMES..m * N_FRAMES + frames];
+            for (o, &l) in row.iter_mut().zip(logs) {
+                *o = ((l.max(floor) + 4.0) / 4.0) as f32;
+            }
+            row[frames..].fill(0.0);
         }
         Ok(())
     }
@@ -207,6 +243,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn feature_padding_fills_the_frames_after_the_audio_with_zeros() {
+        let mut mel = LogMel::new(80);
+        let out = mel.compute(&[0.0; 16_000]).unwrap();
+        for row in out.chunks_exact(N_FRAMES) {
+            // One second is 100 frames of the floor, then 0 (what faster-whisper feeds).
+            assert!(row[..100].iter().all(|&v| (v + 1.5).abs() < 1e-6));
+            assert!(row[100..].iter().all(|&v| v == 0.0));
+        }
+        let full = mel.compute(&vec![0.0; WINDOW_SAMPLES]).unwrap();
+        assert!(full.iter().all(|&v| (v + 1.5).abs() < 1e-6));
+    }
+
+    #[test]
     fn every_filter_covers_some_bins_and_has_slaney_area() {
         for n_mels in [80, 128] {
             let filters = slaney_filters(n_mels);
@@ -220,7 +269,7 @@ mod tests {
 
     #[test]
     fn silence_gives_the_floor_everywhere() {
-        let mut mel = LogMel::new(80);
+        let mut mel = LogMel::new(80).with_padding(Padding::Audio);
         let out = mel.compute(&[0.0; 16_000]).unwrap();
         // log10(1e-10) = -10, so (-10 + 4) / 4 = -1.5 everywhere.
         assert!(out.iter().all(|&v| (v + 1.5).abs() < 1e-6));
@@ -233,7 +282,7 @@ mod tests {
                 (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / SAMPLE_RATE as f32).sin() * 0.5
             })
             .collect();
-        let mut mel = LogMel::new(80);
+        let mut mel = LogMel::new(80).with_padding(Padding::Audio);
         let out = mel.compute(&tone).unwrap();
         let frame = 50;
         let column: Vec<f32> = (0..80).map(|m| out[m * N_FRAMES + frame]).collect();

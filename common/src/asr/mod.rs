@@ -4,10 +4,13 @@
 //! A [`Transcriber`] owns the ONNX sessions (built once per process, reused for every
 //! recording). Audio goes in as 16 kHz mono samples, all at once or chunk by chunk through a
 //! [`TranscriptionStream`]; VAD cuts it into windows of at most 30 s, Whisper decodes each
-//! window on its own (no previous text as context, so one bad window cannot poison the next),
-//! and the caller hears about every window as soon as it is done: that is where it saves
-//! progress and decides whether there is time for another one. Memory stays bounded by one
-//! window of audio, whatever the recording's length.
+//! window on its own (no previous window's text as context, so one bad window cannot poison
+//! the next; only the configured prompt goes before each), in passes until the window's speech
+//! is covered ([`window`]), and the caller hears about every window as soon as it is done: that
+//! is where it saves progress and decides whether there is time for another one. Each window
+//! reports its VAD speech and the stretches of it no text covers, so a transcript that lost
+//! speech says so. Memory stays bounded by one window of audio, whatever the recording's
+//! length.
 //!
 //! The models come from `infra/local/models/prepare.sh`; [`AsrConfig::new`] expects its layout
 //! (`onnxruntime/`, `vad/`, `whisper-base/` under one directory).
@@ -18,6 +21,7 @@ pub mod mel;
 pub mod runtime;
 pub mod vad;
 pub mod whisper;
+pub mod window;
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -28,6 +32,7 @@ pub use error::AsrError;
 pub use guard::{GuardParams, Rejection};
 pub use vad::{SpeechWindow, VadParams};
 pub use whisper::DecodeOptions;
+pub use window::WindowParams;
 
 use mel::SAMPLE_RATE;
 use vad::{FRAME, Segmenter, SileroVad};
@@ -85,6 +90,29 @@ pub struct Segment {
     pub text: String,
 }
 
+/// Speech VAD heard that no transcribed text covers, in milliseconds from the start of the
+/// recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uncovered {
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+impl Uncovered {
+    pub fn ms(&self) -> u64 {
+        self.end_ms - self.start_ms
+    }
+}
+
+/// The share of `speech_ms` that is not in `uncovered` (1 when there is no speech).
+pub fn coverage(speech_ms: u64, uncovered: &[Uncovered]) -> f64 {
+    if speech_ms == 0 {
+        return 1.0;
+    }
+    let lost: u64 = uncovered.iter().map(Uncovered::ms).sum();
+    1.0 - lost.min(speech_ms) as f64 / speech_ms as f64
+}
+
 /// One decoded VAD window, handed to the caller as soon as it is done.
 #[derive(Debug, Clone)]
 pub struct WindowResult {
@@ -95,13 +123,23 @@ pub struct WindowResult {
     pub end_ms: u64,
     pub segments: Vec<Segment>,
     pub language: Lang,
-    /// Set when the window's text was dropped as a hallucination (then `segments` is empty).
+    /// VAD speech in the window.
+    pub speech_ms: u64,
+    /// Speech in the window that no segment covers, after decoding it again on its own.
+    pub uncovered: Vec<Uncovered>,
+    /// Set when the first pass's text was dropped as a hallucination.
     pub rejected: Option<Rejection>,
+    /// Of the first pass.
     pub no_speech_prob: f32,
     pub avg_logprob: f32,
     /// A repetition loop was cut out of the text.
     pub loop_cut: bool,
     pub tokens: usize,
+    /// Decodes of the window: passes after an early end, and stretches decoded again.
+    pub passes: usize,
+    pub redecoded: usize,
+    /// Decodes at a temperature above 0 (the fallback).
+    pub fallbacks: usize,
     pub encoder_ms: f32,
     pub decoder_ms: f32,
 }
@@ -115,6 +153,9 @@ pub struct Timings {
     pub decoder_ms: f32,
     pub decoder_steps: usize,
     pub tokens: usize,
+    pub passes: usize,
+    pub redecoded: usize,
+    pub fallbacks: usize,
 }
 
 /// The result of a run.
@@ -128,6 +169,10 @@ pub struct Transcript {
     /// False when the caller stopped the run early; `processed_ms` says how far it got.
     pub complete: bool,
     pub processed_ms: u64,
+    /// VAD speech in the windows decoded.
+    pub speech_ms: u64,
+    /// Speech no text covers.
+    pub uncovered: Vec<Uncovered>,
     pub timings: Timings,
 }
 
@@ -139,6 +184,11 @@ impl Transcript {
             .map(|s| s.text.as_str())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The share of the speech the text covers.
+    pub fn coverage(&self) -> f64 {
+        coverage(self.speech_ms, &self.uncovered)
     }
 }
 
@@ -166,6 +216,12 @@ pub struct AsrConfig {
     pub vad: VadParams,
     pub decode: DecodeOptions,
     pub guard: GuardParams,
+    pub window: WindowParams,
+    /// Previous text before every window: the register and kind of recording, in the
+    /// recordings' language (`VOX_ASR_PROMPT`).
+    pub prompt: Option<String>,
+    /// Words and names Whisper should know, before the prompt (`VOX_ASR_VOCABULARY`).
+    pub vocabulary: Vec<String>,
 }
 
 impl AsrConfig {
@@ -178,6 +234,9 @@ impl AsrConfig {
             vad: VadParams::default(),
             decode: DecodeOptions::default(),
             guard: GuardParams::default(),
+            window: WindowParams::default(),
+            prompt: None,
+            vocabulary: Vec::new(),
         }
     }
 
@@ -197,6 +256,8 @@ pub struct Transcriber {
     vad: SileroVad,
     config: AsrConfig,
     model_id: String,
+    /// The vocabulary and the prompt as tokens, built once.
+    prompt: Vec<u32>,
 }
 
 impl Transcriber {
@@ -219,16 +280,42 @@ impl Transcriber {
         let whisper_dir = config.models_dir.join(&config.whisper_model);
         let whisper = Whisper::open(&env, &whisper_dir, config.threads, config.decode.clone())?;
         let model_id = format!("whisper-{}-int8-onnx", whisper.info().name);
+        let mut prompt = if config.vocabulary.is_empty() {
+            Vec::new()
+        } else {
+            whisper.prompt_tokens(&format!("{}.", config.vocabulary.join(", ")))?
+        };
+        if let Some(text) = &config.prompt {
+            prompt.extend(whisper.prompt_tokens(text)?);
+        }
+        if prompt.len() > whisper.max_prompt_tokens() {
+            tracing::warn!(
+                tokens = prompt.len(),
+                kept = whisper.max_prompt_tokens(),
+                "the speech prompt and vocabulary are longer than Whisper reads: only their end is used"
+            );
+        }
         Ok(Self {
             whisper,
             vad,
             config,
             model_id,
+            prompt,
         })
     }
 
     pub fn model_id(&self) -> &str {
         &self.model_id
+    }
+
+    /// Tokens of the vocabulary and the prompt given before every window.
+    pub fn prompt_len(&self) -> usize {
+        self.prompt.len()
+    }
+
+    /// What the Whisper model's `model.json` says of it (dimensions, token ids).
+    pub fn model_info(&self) -> &whisper::ModelInfo {
+        self.whisper.info()
     }
 
     /// Starts a run fed chunk by chunk with [`TranscriptionStream::push`].
@@ -404,76 +491,134 @@ where
         let end = w.end.min(self.received).max(start);
         let audio =
             &self.buffer[(start - self.buffer_start) as usize..(end - self.buffer_start) as usize];
-        let t = &mut *self.transcriber;
-        let decoded = t.whisper.decode_window(audio, self.language)?;
-        let mut verdict = guard::judge(
-            &t.config.guard,
-            decoded.no_speech_prob,
-            decoded.avg_logprob,
-            &decoded.text,
-        );
-        let kept: Vec<&whisper::RawSegment> = decoded
-            .segments
+        let regions: Vec<std::ops::Range<usize>> = w
+            .regions
             .iter()
-            .filter(|s| !guard::is_known_hallucination(&s.text))
+            .map(|r| {
+                (r.start.clamp(start, end) - start) as usize
+                    ..(r.end.clamp(start, end) - start) as usize
+            })
+            .filter(|r| r.end > r.start)
             .collect();
-        if verdict.is_ok() && kept.is_empty() && !decoded.segments.is_empty() {
-            verdict = Err(Rejection::KnownHallucination);
-        }
-        if self.language.is_none() && verdict.is_ok() && !kept.is_empty() {
-            // Detected on the first window with speech; later windows keep it.
-            self.language = Some(decoded.language);
-            self.transcript.language = Some(decoded.language);
+        let t = &mut *self.transcriber;
+        let mut language = self.language;
+        let mut stats = PassStats::default();
+        let text = window::decode_window(audio.len(), &regions, &t.config.window, |range| {
+            let seed = start ^ ((range.start as u64) << 32);
+            let d = t
+                .whisper
+                .transcribe_piece(&audio[range], language, &t.prompt, seed)?;
+            stats.add(&d);
+            let mut verdict =
+                guard::judge(&t.config.guard, d.no_speech_prob, d.avg_logprob, &d.text);
+            let keep = |s: &whisper::RawSegment| !guard::is_known_hallucination(&s.text);
+            let segments: Vec<whisper::RawSegment> =
+                d.segments.iter().filter(|s| keep(s)).cloned().collect();
+            let tail = d.tail.clone().filter(keep);
+            let had_text = !d.segments.is_empty() || d.tail.is_some();
+            if verdict.is_ok() && segments.is_empty() && tail.is_none() && had_text {
+                verdict = Err(Rejection::KnownHallucination);
+            }
+            if language.is_none() && verdict.is_ok() && had_text {
+                // Detected on the first window with speech; later windows keep it.
+                language = Some(d.language);
+            }
+            stats.language.get_or_insert(d.language);
+            Ok::<_, AsrError>(window::Piece {
+                segments: if verdict.is_ok() {
+                    segments
+                } else {
+                    Vec::new()
+                },
+                tail: if verdict.is_ok() { tail } else { None },
+                last_timestamp: d.last_timestamp,
+                ending: d.ending,
+                rejected: verdict.err(),
+            })
+        })?;
+        if self.language.is_none() && language.is_some() {
+            self.language = language;
+            self.transcript.language = language;
         }
         let start_ms = self.offset_ms + samples_to_ms(start);
         let end_ms = self.offset_ms + samples_to_ms(end);
+        let at_ms = |x: usize| self.offset_ms + samples_to_ms(start + x as u64);
         let mut segments = Vec::new();
-        if verdict.is_ok() {
-            let mut floor = start_ms;
-            for s in &kept {
-                let s_ms = (start_ms + (s.start * 1000.0).round() as u64).clamp(floor, end_ms);
-                let e_ms = (start_ms + (s.end * 1000.0).round() as u64).clamp(s_ms, end_ms);
-                floor = e_ms;
-                segments.push(Segment {
-                    start_ms: s_ms,
-                    end_ms: e_ms,
-                    text: s.text.clone(),
-                });
-            }
+        let mut floor = start_ms;
+        for s in &text.segments {
+            let s_ms = at_ms(s.start).clamp(floor, end_ms);
+            let e_ms = at_ms(s.end).clamp(s_ms, end_ms);
+            floor = e_ms;
+            segments.push(Segment {
+                start_ms: s_ms,
+                end_ms: e_ms,
+                text: s.text.clone(),
+            });
         }
+        let uncovered: Vec<Uncovered> = text
+            .uncovered
+            .iter()
+            .map(|r| Uncovered {
+                start_ms: at_ms(r.start),
+                end_ms: at_ms(r.end),
+            })
+            .collect();
+        let speech_ms = samples_to_ms(text.speech as u64);
         let timings = &mut self.transcript.timings;
         let index = timings.windows;
         timings.windows += 1;
-        timings.encoder_ms += decoded.encoder_ms;
-        timings.decoder_ms += decoded.decoder_ms;
-        timings.decoder_steps += decoded.decoder_steps;
-        timings.tokens += decoded.tokens;
+        timings.encoder_ms += stats.encoder_ms;
+        timings.decoder_ms += stats.decoder_ms;
+        timings.decoder_steps += stats.decoder_steps;
+        timings.tokens += stats.tokens;
+        timings.passes += text.passes;
+        timings.redecoded += text.redecoded;
+        timings.fallbacks += stats.fallbacks;
+        self.transcript.speech_ms += speech_ms;
+        self.transcript.uncovered.extend(&uncovered);
         tracing::debug!(
             window = index,
             start_ms,
             end_ms,
-            tokens = decoded.tokens,
-            no_speech_prob = decoded.no_speech_prob,
-            avg_logprob = decoded.avg_logprob,
-            rejected = ?verdict.err(),
-            loop_cut = decoded.loop_cut,
-            encoder_ms = decoded.encoder_ms,
-            decoder_ms = decoded.decoder_ms,
+            speech_ms,
+            passes = text.passes,
+            redecoded = text.redecoded,
+            fallbacks = stats.fallbacks,
+            tokens = stats.tokens,
+            no_speech_prob = stats.no_speech_prob,
+            avg_logprob = stats.avg_logprob,
+            rejected = ?text.rejected,
+            loop_cut = stats.loop_cut,
+            encoder_ms = stats.encoder_ms,
+            decoder_ms = stats.decoder_ms,
             "speech window decoded"
         );
+        if !uncovered.is_empty() {
+            tracing::warn!(
+                window = index,
+                uncovered_ms = uncovered.iter().map(Uncovered::ms).sum::<u64>(),
+                regions = ?uncovered.iter().map(|u| (u.start_ms, u.end_ms)).collect::<Vec<_>>(),
+                "speech that no decode could transcribe"
+            );
+        }
         Ok(WindowResult {
             index,
             start_ms,
             end_ms,
             segments,
-            language: decoded.language,
-            rejected: verdict.err(),
-            no_speech_prob: decoded.no_speech_prob,
-            avg_logprob: decoded.avg_logprob,
-            loop_cut: decoded.loop_cut,
-            tokens: decoded.tokens,
-            encoder_ms: decoded.encoder_ms,
-            decoder_ms: decoded.decoder_ms,
+            language: language.or(stats.language).unwrap_or(Lang::Ru),
+            speech_ms,
+            uncovered,
+            rejected: text.rejected,
+            no_speech_prob: stats.no_speech_prob,
+            avg_logprob: stats.avg_logprob,
+            loop_cut: stats.loop_cut,
+            tokens: stats.tokens,
+            passes: text.passes,
+            redecoded: text.redecoded,
+            fallbacks: stats.fallbacks,
+            encoder_ms: stats.encoder_ms,
+            decoder_ms: stats.decoder_ms,
         })
     }
 
@@ -484,6 +629,38 @@ where
                 .drain(..(keep_from - self.buffer_start) as usize);
             self.buffer_start = keep_from;
         }
+    }
+}
+
+/// What the decodes of one window add up to.
+#[derive(Debug, Default)]
+struct PassStats {
+    passes: usize,
+    /// Of the first pass.
+    no_speech_prob: f32,
+    avg_logprob: f32,
+    language: Option<Lang>,
+    loop_cut: bool,
+    tokens: usize,
+    fallbacks: usize,
+    encoder_ms: f32,
+    decoder_ms: f32,
+    decoder_steps: usize,
+}
+
+impl PassStats {
+    fn add(&mut self, d: &whisper::WindowDecode) {
+        if self.passes == 0 {
+            self.no_speech_prob = d.no_speech_prob;
+            self.avg_logprob = d.avg_logprob;
+        }
+        self.passes += 1;
+        self.loop_cut |= d.loop_cut;
+        self.tokens += d.tokens;
+        self.fallbacks += d.attempts.saturating_sub(1);
+        self.encoder_ms += d.encoder_ms;
+        self.decoder_ms += d.decoder_ms;
+        self.decoder_steps += d.decoder_steps;
     }
 }
 

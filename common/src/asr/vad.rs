@@ -8,6 +8,7 @@
 //! so memory does not depend on the recording's length.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::path::Path;
 
 use ort::session::Session;
@@ -106,7 +107,8 @@ pub struct VadParams {
     pub min_speech_ms: u32,
     /// A pause must last this long to end a speech region.
     pub min_silence_ms: u32,
-    /// Audio kept before and after each region.
+    /// Audio kept before and after each region (faster-whisper's `speech_pad_ms`; 200 ms lost
+    /// more words at the edges of turns on the evaluation set: pooled WER 0.264 against 0.258).
     pub pad_ms: u32,
     /// Longest window (Whisper reads 30 s).
     pub max_window_ms: u32,
@@ -122,7 +124,7 @@ impl Default for VadParams {
             neg_threshold: 0.35,
             min_speech_ms: 250,
             min_silence_ms: 400,
-            pad_ms: 200,
+            pad_ms: 400,
             max_window_ms: 30_000,
             max_merge_gap_ms: 3_000,
         }
@@ -130,10 +132,13 @@ impl Default for VadParams {
 }
 
 /// A span of the stream to transcribe, in samples from the stream's start; at most 30 s long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpeechWindow {
     pub start: u64,
     pub end: u64,
+    /// The speech VAD heard inside the window (without the padding), in order: what the
+    /// decoded text must cover.
+    pub regions: Vec<Range<u64>>,
 }
 
 impl SpeechWindow {
@@ -147,10 +152,12 @@ impl SpeechWindow {
 }
 
 /// Closed speech regions waiting to be emitted together, in frames.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     start: u64,
     end: u64,
+    /// Each region's frames.
+    regions: Vec<Range<u64>>,
 }
 
 /// Streaming grouping of per-frame speech probabilities into [`SpeechWindow`]s.
@@ -204,7 +211,7 @@ impl Segmenter {
 
     /// The earliest sample a future window can start at: audio before it can be dropped.
     pub fn earliest_needed(&self) -> u64 {
-        let frame = match (self.pending, self.speech_start) {
+        let frame = match (&self.pending, self.speech_start) {
             (Some(p), _) => p.start,
             (None, Some(s)) => s,
             (None, None) => self.frames,
@@ -238,17 +245,17 @@ impl Segmenter {
             }
         }
 
-        if let Some(pending) = self.pending {
+        if let Some(pending) = &self.pending {
             let next = self.speech_start;
             let gap_from = next.unwrap_or(self.frames);
-            if gap_from - pending.end > self.max_gap {
-                // Too far from the next speech (or none yet) to ever merge: emit now.
+            // Too far from the next speech (or none yet) to ever merge, or the region in
+            // progress no longer fits with the pending ones: emit now.
+            let far = gap_from - pending.end > self.max_gap;
+            let full = next.is_some() && self.span(pending.start, self.frames) > self.max_window;
+            if (far || full)
+                && let Some(pending) = self.pending.take()
+            {
                 self.emit(pending, next, out);
-                self.pending = None;
-            } else if next.is_some() && self.span(pending.start, self.frames) > self.max_window {
-                // The region in progress no longer fits with the pending ones.
-                self.emit(pending, next, out);
-                self.pending = None;
             }
         }
 
@@ -272,6 +279,11 @@ impl Segmenter {
             for w in &mut out[before..] {
                 w.end = w.end.min(total_samples);
                 w.start = w.start.min(w.end);
+                let end = w.end;
+                for r in &mut w.regions {
+                    r.end = r.end.min(end);
+                }
+                w.regions.retain(|r| r.end > r.start);
             }
             out.retain(|w| !w.is_empty());
         }
@@ -282,20 +294,25 @@ impl Segmenter {
         if end - start < self.min_speech {
             return;
         }
-        match self.pending {
-            Some(p)
+        #[allow(clippy::single_range_in_vec_init)] // a list of regions, holding one so far
+        let region = Pending {
+            start,
+            end,
+            regions: vec![start..end],
+        };
+        match self.pending.take() {
+            Some(mut p)
                 if start - p.end <= self.max_gap && self.span(p.start, end) <= self.max_window =>
             {
-                self.pending = Some(Pending {
-                    start: p.start,
-                    end,
-                });
+                p.end = end;
+                p.regions.push(start..end);
+                self.pending = Some(p);
             }
             Some(p) => {
                 self.emit(p, Some(start), out);
-                self.pending = Some(Pending { start, end });
+                self.pending = Some(region);
             }
-            None => self.pending = Some(Pending { start, end }),
+            None => self.pending = Some(region),
         }
     }
 
@@ -316,9 +333,11 @@ impl Segmenter {
             }
         }
         let cut_sample = cut * FRAME as u64;
+        #[allow(clippy::single_range_in_vec_init)] // the window's one speech region
         out.push(SpeechWindow {
             start: win_start,
             end: cut_sample,
+            regions: vec![(start * FRAME as u64).max(win_start)..cut_sample],
         });
         self.emitted_until = cut_sample;
         self.speech_start = Some(cut);
@@ -335,7 +354,17 @@ impl Segmenter {
             end = end.min(speech_end + next.saturating_sub(speech_end) / 2);
         }
         end = end.min(start + self.max_window).max(start);
-        out.push(SpeechWindow { start, end });
+        let regions = p
+            .regions
+            .iter()
+            .map(|r| (r.start * FRAME as u64).max(start)..(r.end * FRAME as u64).min(end))
+            .filter(|r| r.end > r.start)
+            .collect();
+        out.push(SpeechWindow {
+            start,
+            end,
+            regions,
+        });
         self.emitted_until = end;
     }
 
@@ -392,6 +421,12 @@ mod tests {
             assert!(w.end > w.start, "{windows:?} has an empty window");
             assert!(w.end - w.start <= max, "{windows:?} has a window over 30 s");
             assert!(w.end <= total);
+            assert!(!w.regions.is_empty(), "{w:?} holds no speech");
+            let mut at = w.start;
+            for r in &w.regions {
+                assert!(r.start >= at && r.end > r.start && r.end <= w.end, "{w:?}");
+                at = r.end;
+            }
             prev = w.end;
         }
     }
@@ -412,8 +447,8 @@ mod tests {
         let w = run(&p);
         assert_eq!(w.len(), 1);
         let (s, e) = secs(&w[0]);
-        assert!((s - 1.8).abs() < 0.05, "{s}");
-        assert!((e - 5.2).abs() < 0.05, "{e}");
+        assert!((s - 1.6).abs() < 0.05, "{s}");
+        assert!((e - 5.4).abs() < 0.05, "{e}");
     }
 
     #[test]
@@ -429,6 +464,30 @@ mod tests {
         // 8 x 7 s of speech and pauses: four per window at most (4 x 7 = 28 s).
         assert!(w.len() >= 2 && w.len() <= 3, "{w:?}");
         assert!(w.iter().all(|w| w.len() > 20 * SAMPLE_RATE), "{w:?}");
+    }
+
+    #[test]
+    fn a_window_lists_the_speech_regions_it_merged() {
+        let p = probs(&[
+            (1.0, false),
+            (3.0, true),
+            (1.0, false),
+            (2.0, true),
+            (1.0, false),
+        ]);
+        let w = run(&p);
+        assert_well_formed(&w, p.len() as u64 * FRAME as u64);
+        assert_eq!(w.len(), 1, "{w:?}");
+        let regions: Vec<(f64, f64)> = w[0]
+            .regions
+            .iter()
+            .map(|r| (r.start as f64 / 16_000.0, r.end as f64 / 16_000.0))
+            .collect();
+        assert_eq!(regions.len(), 2, "{regions:?}");
+        // Speech from 1 to 4 s and from 5 to 7 s (to the frame, and the end of a region is
+        // where the pause that closed it began).
+        assert!((regions[0].0 - 1.0).abs() < 0.05 && (regions[0].1 - 4.0).abs() < 0.05);
+        assert!((regions[1].0 - 5.0).abs() < 0.05 && (regions[1].1 - 7.0).abs() < 0.05);
     }
 
     #[test]

@@ -2,9 +2,17 @@
 //!
 //! The graphs are the ones `infra/local/models/ct2_whisper_to_onnx.py` writes (its README is
 //! the I/O contract): an encoder from log-mel to per-layer cross-attention keys/values, and a
-//! one-step decoder with a self-attention KV cache owned here. Decoding is greedy. Every token
-//! id comes from the model's `model.json`, so other Whisper sizes (large-v3 has 128 mel bins and
-//! one more language) work unchanged.
+//! one-step decoder with a self-attention KV cache owned here. Every token id comes from the
+//! model's `model.json`, so other Whisper sizes (large-v3 has 128 mel bins and one more
+//! language) work unchanged.
+//!
+//! [`Whisper::transcribe_piece`] decodes one piece of audio as faster-whisper does at beam 1:
+//! greedy at temperature 0, and when the result looks wrong (compression ratio above 2.4 or
+//! average log-probability below -1, unless the model also says there is no speech) again at
+//! 0.2, 0.4 ... 1.0, sampling `best_of` hypotheses at each and keeping the likeliest. An
+//! optional prompt goes before the start token as "previous text" (`<|startofprev|>`), which
+//! is how Whisper is told the register and the vocabulary. The result says how the text ended
+//! ([`Ending`]), so the caller can decode on from the last timestamp when speech remains.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,7 +29,7 @@ use tokenizers::Tokenizer;
 use super::Lang;
 use super::error::AsrError;
 use super::guard;
-use super::mel::{LogMel, N_FRAMES, SAMPLE_RATE, WINDOW_SAMPLES};
+use super::mel::{LogMel, N_FRAMES, Padding, SAMPLE_RATE, WINDOW_SAMPLES};
 use super::runtime;
 
 /// What `model.json` says about the converted model (only the parts decoding needs).
@@ -51,6 +59,7 @@ pub struct Dims {
 pub struct SpecialTokens {
     pub eot: u32,
     pub sot: u32,
+    pub sot_prev: u32,
     pub transcribe: u32,
     pub no_speech: u32,
     pub no_timestamps: u32,
@@ -95,6 +104,7 @@ impl ModelInfo {
         if [
             t.eot,
             t.sot,
+            t.sot_prev,
             t.transcribe,
             t.no_speech,
             t.no_timestamps,
@@ -116,13 +126,27 @@ impl ModelInfo {
 /// How a window is decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
-    /// Ask for timestamp tokens, which split a window into sentence-sized segments. Without
-    /// them a window is one segment.
+    /// Ask for timestamp tokens, which split a window into sentence-sized segments and tell
+    /// where the text ends. Without them a window is one segment.
     pub timestamps: bool,
     /// Most tokens sampled per window (Whisper's own limit is half the text context, 224).
     pub max_new_tokens: usize,
     /// Longest repeated n-gram looked for by the loop guard.
     pub max_loop_ngram: usize,
+    /// Temperatures tried in order until a result passes the checks below (faster-whisper's
+    /// 0.0, 0.2 ... 1.0). One value, 0.0, means greedy only.
+    pub temperatures: Vec<f32>,
+    /// Hypotheses sampled at each temperature above 0; the likeliest is kept.
+    pub best_of: usize,
+    /// A result more compressible than this (zlib, as faster-whisper measures it) is a loop.
+    pub compression_ratio_threshold: f32,
+    /// A result whose average log-probability is below this is tried again hotter...
+    pub logprob_threshold: f32,
+    /// ... unless the no-speech probability is above this: then it is silence, not a bad
+    /// decode.
+    pub no_speech_threshold: f32,
+    /// How a piece shorter than 30 s is padded (see [`Padding`]).
+    pub padding: Padding,
 }
 
 impl Default for DecodeOptions {
@@ -131,6 +155,12 @@ impl Default for DecodeOptions {
             timestamps: true,
             max_new_tokens: 224,
             max_loop_ngram: 32,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            best_of: 5,
+            compression_ratio_threshold: 2.4,
+            logprob_threshold: -1.0,
+            no_speech_threshold: 0.6,
+            padding: Padding::Features,
         }
     }
 }
@@ -143,6 +173,21 @@ pub struct RawSegment {
     pub text: String,
 }
 
+/// How the model ended a decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// End of text after a lone timestamp: the model heard nothing after it.
+    Closed,
+    /// End of text after a closing and an opening timestamp: the model expects the speech to
+    /// go on from there (Whisper's way of saying "continue in the next window").
+    Continued,
+    /// Text with no closing timestamp: cut by the token limit or the loop guard. That text is
+    /// in [`WindowDecode::tail`].
+    Unfinished,
+    /// Decoded without timestamps.
+    Plain,
+}
+
 /// The result of decoding one window.
 #[derive(Debug, Clone)]
 pub struct WindowDecode {
@@ -151,18 +196,30 @@ pub struct WindowDecode {
     pub no_speech_prob: f32,
     /// Mean log-probability of the sampled tokens (end of text included).
     pub avg_logprob: f32,
+    /// zlib compression ratio of the text.
+    pub compression_ratio: f32,
+    /// The temperature of the kept result (0 unless it fell back).
+    pub temperature: f32,
+    /// Segments closed by a timestamp (all of the text without timestamps).
     pub segments: Vec<RawSegment>,
-    /// All segments' text.
+    /// Text after the last timestamp that no timestamp closed, to the window's end.
+    pub tail: Option<RawSegment>,
+    /// Time of the last timestamp token, in seconds from the window's start.
+    pub last_timestamp: Option<f32>,
+    pub ending: Ending,
+    /// All segments' text, the tail included.
     pub text: String,
     /// Tokens sampled, timestamps included.
     pub tokens: usize,
     /// A repetition loop was found and cut.
     pub loop_cut: bool,
     pub encoder_ms: f32,
-    /// Decoder time: the prompt steps and every sampled token.
+    /// Decoder time: the prompt steps and every sampled token, all attempts.
     pub decoder_ms: f32,
-    /// Decoder runs (2 prompt steps + one per sampled token after the first).
+    /// Decoder runs, all attempts.
     pub decoder_steps: usize,
+    /// Decodes run: 1, plus every hypothesis of every fallback temperature.
+    pub attempts: usize,
 }
 
 /// The encoder and decoder sessions, the tokenizer, and the buffers reused across windows.
@@ -262,7 +319,7 @@ impl Whisper {
             *s = true;
         }
         Ok(Self {
-            mel: LogMel::new(d.n_mels),
+            mel: LogMel::new(d.n_mels).with_padding(options.padding),
             mel_buf: vec![0.0; d.n_mels * N_FRAMES],
             cache_k: vec![vec![0.0; layer]; d.n_decoder_layers],
             cache_v: vec![vec![0.0; layer]; d.n_decoder_layers],
@@ -283,12 +340,35 @@ impl Whisper {
         &self.info
     }
 
-    /// Transcribes one window of 16 kHz mono audio (at most 30 s) in `language`, or in the
-    /// most likely of the supported languages when `None`.
-    pub fn decode_window(
+    /// The prompt tokens for `text`: a leading space, as Whisper's previous text has one.
+    pub fn prompt_tokens(&self, text: &str) -> Result<Vec<u32>, AsrError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoding = self
+            .tokenizer
+            .encode(format!(" {text}"), false)
+            .map_err(AsrError::Detokenize)?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// The most prompt tokens a decode keeps (the last ones): half the text context less the
+    /// `<|startofprev|>` token, as in openai-whisper.
+    pub fn max_prompt_tokens(&self) -> usize {
+        self.info.dims.n_text_ctx / 2 - 1
+    }
+
+    /// Transcribes one piece of 16 kHz mono audio (at most 30 s) in `language`, or in the most
+    /// likely of the supported languages when `None`, after `prompt` (previous-text tokens,
+    /// from [`Whisper::prompt_tokens`]), falling back to higher temperatures as the options
+    /// say. `seed` makes the sampling at those temperatures repeatable.
+    pub fn transcribe_piece(
         &mut self,
         samples: &[f32],
         language: Option<Lang>,
+        prompt: &[u32],
+        seed: u64,
     ) -> Result<WindowDecode, AsrError> {
         if samples.len() > WINDOW_SAMPLES {
             return Err(AsrError::WindowTooLong {
@@ -303,53 +383,157 @@ impl Whisper {
 
         let started = Instant::now();
         let tok = self.info.tokens.clone();
-        // Step A: the start token alone, whose logits give the no-speech probability and the
-        // language.
-        self.step(&[i64::from(tok.sot)], 0, &cross)?;
+        // Step A: the previous text (if any) and the start token, whose logits give the
+        // no-speech probability and the language.
+        let keep = prompt.len().min(self.max_prompt_tokens());
+        let mut first: Vec<i64> = Vec::with_capacity(keep + 2);
+        if keep > 0 {
+            first.push(i64::from(tok.sot_prev));
+            first.extend(prompt[prompt.len() - keep..].iter().map(|&t| i64::from(t)));
+        }
+        first.push(i64::from(tok.sot));
+        self.step(&first, 0, &cross)?;
         let no_speech_prob = softmax_at(&self.logits, tok.no_speech as usize);
         let language = match language {
             Some(l) => l,
             None => self.detect_language(),
         };
-        // Step B: the rest of the prompt.
-        let mut prompt = Vec::with_capacity(3);
+        // Step B: the rest of the start sequence.
+        let mut rest = Vec::with_capacity(3);
         if tok.multilingual {
             let id = self.language_token(language)?;
-            prompt.push(i64::from(id));
-            prompt.push(i64::from(tok.transcribe));
+            rest.push(i64::from(id));
+            rest.push(i64::from(tok.transcribe));
         }
         if !self.options.timestamps {
-            prompt.push(i64::from(tok.no_timestamps));
+            rest.push(i64::from(tok.no_timestamps));
         }
-        let mut offset = 1;
+        let mut offset = first.len();
         let mut steps = 1;
-        if !prompt.is_empty() {
-            self.step(&prompt, offset, &cross)?;
-            offset += prompt.len();
+        if !rest.is_empty() {
+            self.step(&rest, offset, &cross)?;
+            offset += rest.len();
             steps += 1;
         }
+        // The cache rows of the prompt never change: every attempt starts from these logits.
+        let start_logits = self.logits.clone();
 
+        let window_s = samples.len() as f32 / SAMPLE_RATE as f32;
+        let mut rng = SplitMix64(seed);
+        let mut attempts = 0;
+        let mut best: Option<Candidate> = None;
+        let mut best_passing_cr: Option<Candidate> = None;
+        let temperatures = if self.options.temperatures.is_empty() {
+            vec![0.0]
+        } else {
+            self.options.temperatures.clone()
+        };
+        for &temperature in &temperatures {
+            let hypotheses = if temperature > 0.0 {
+                self.options.best_of.max(1)
+            } else {
+                1
+            };
+            let mut chosen: Option<Pass> = None;
+            for _ in 0..hypotheses {
+                let pass = self.sample(&start_logits, offset, &cross, temperature, &mut rng)?;
+                attempts += 1;
+                steps += pass.steps;
+                if chosen
+                    .as_ref()
+                    .is_none_or(|c| pass.avg_logprob > c.avg_logprob)
+                {
+                    chosen = Some(pass);
+                }
+            }
+            let Some(pass) = chosen else { break };
+            let candidate = self.candidate(pass, temperature, window_s)?;
+            let too_repetitive =
+                candidate.compression_ratio > self.options.compression_ratio_threshold;
+            let too_unlikely = candidate.pass.avg_logprob < self.options.logprob_threshold;
+            let silence = no_speech_prob > self.options.no_speech_threshold && too_unlikely;
+            let done = silence || (!too_repetitive && !too_unlikely);
+            let replace = |slot: &mut Option<Candidate>, c: &Candidate| {
+                if slot
+                    .as_ref()
+                    .is_none_or(|b| c.pass.avg_logprob > b.pass.avg_logprob)
+                {
+                    *slot = Some(c.clone());
+                }
+            };
+            if done {
+                best = Some(candidate);
+                best_passing_cr = None;
+                break;
+            }
+            if !too_repetitive {
+                replace(&mut best_passing_cr, &candidate);
+            }
+            replace(&mut best, &candidate);
+        }
+        // Every temperature failed: the likeliest result that is not a loop, else the likeliest.
+        let kept = best_passing_cr
+            .or(best)
+            .ok_or_else(|| AsrError::GraphMismatch {
+                model: "decoder",
+                tensor: "logits".into(),
+                reason: "no decode was run".into(),
+            })?;
+        Ok(WindowDecode {
+            language,
+            no_speech_prob,
+            avg_logprob: kept.pass.avg_logprob,
+            compression_ratio: kept.compression_ratio,
+            temperature: kept.temperature,
+            text: kept.text,
+            segments: kept.segments,
+            tail: kept.tail,
+            last_timestamp: kept.last_timestamp,
+            ending: kept.ending,
+            tokens: kept.pass.sampled.len(),
+            loop_cut: kept.pass.loop_cut,
+            encoder_ms,
+            decoder_ms: ms_since(started),
+            decoder_steps: steps,
+            attempts,
+        })
+    }
+
+    /// One decode from the prompt's logits: greedy at temperature 0, else sampled.
+    fn sample(
+        &mut self,
+        start_logits: &[f32],
+        mut offset: usize,
+        cross: &[DynValue],
+        temperature: f32,
+        rng: &mut SplitMix64,
+    ) -> Result<Pass, AsrError> {
+        let eot = self.info.tokens.eot;
         let max_new = self
             .options
             .max_new_tokens
             .min(self.info.dims.n_text_ctx / 2);
+        self.logits.copy_from_slice(start_logits);
         let mut sampled: Vec<u32> = Vec::new();
         // Text tokens only (no timestamps) and where each sits in `sampled`, for the loop guard.
         let mut text_tokens: Vec<u32> = Vec::new();
         let mut text_at: Vec<usize> = Vec::new();
         let mut logprob_sum = 0.0f64;
         let mut loop_cut = false;
+        let mut ended = false;
+        let mut steps = 0;
         let mut scores = vec![0.0f32; self.logits.len()];
         loop {
             scores.copy_from_slice(&self.logits);
             self.filter(&mut scores, &sampled);
-            let (next, logprob) = argmax_logprob(&scores);
+            let (next, logprob) = pick(&scores, temperature, rng);
             logprob_sum += f64::from(logprob);
-            if next == tok.eot {
+            if next == eot {
+                ended = true;
                 break;
             }
             sampled.push(next);
-            if next < tok.eot {
+            if next < eot {
                 text_tokens.push(next);
                 text_at.push(sampled.len() - 1);
                 if let Some(cut) = guard::find_loop(&text_tokens, self.options.max_loop_ngram) {
@@ -362,31 +546,61 @@ impl Whisper {
             {
                 break;
             }
-            self.step(&[i64::from(next)], offset, &cross)?;
+            self.step(&[i64::from(next)], offset, cross)?;
             offset += 1;
             steps += 1;
         }
-        let decoder_ms = ms_since(started);
         let avg_logprob = (logprob_sum / (sampled.len() + 1) as f64) as f32;
+        Ok(Pass {
+            sampled,
+            avg_logprob,
+            loop_cut,
+            ended,
+            steps,
+        })
+    }
 
-        let window_s = samples.len() as f32 / SAMPLE_RATE as f32;
-        let segments = self.segments(&sampled, window_s)?;
+    /// A pass as text: segments, how it ended, and how compressible it is.
+    fn candidate(
+        &self,
+        pass: Pass,
+        temperature: f32,
+        window_s: f32,
+    ) -> Result<Candidate, AsrError> {
+        let tb = self.info.tokens.timestamp_begin;
+        let (segments, tail) = self.segments(&pass.sampled, window_s)?;
+        let last_timestamp = pass
+            .sampled
+            .iter()
+            .rev()
+            .find(|&&t| t >= tb)
+            .map(|&t| ((t - tb) as f32 * 0.02).min(window_s));
+        let is_ts = |t: Option<&u32>| t.is_some_and(|&t| t >= tb);
+        let n = pass.sampled.len();
+        let ending = if !self.options.timestamps {
+            Ending::Plain
+        } else if tail.is_some() || !pass.ended {
+            Ending::Unfinished
+        } else if n >= 2 && is_ts(pass.sampled.get(n - 1)) && is_ts(pass.sampled.get(n - 2)) {
+            Ending::Continued
+        } else {
+            Ending::Closed
+        };
         let text = segments
             .iter()
+            .chain(&tail)
             .map(|s| s.text.as_str())
             .collect::<Vec<_>>()
             .join(" ");
-        Ok(WindowDecode {
-            language,
-            no_speech_prob,
-            avg_logprob,
-            segments,
+        Ok(Candidate {
+            compression_ratio: guard::compression_ratio(&text),
             text,
-            tokens: sampled.len(),
-            loop_cut,
-            encoder_ms,
-            decoder_ms,
-            decoder_steps: steps,
+            segments,
+            tail,
+            last_timestamp,
+            ending,
+            temperature,
+            pass,
         })
     }
 
@@ -586,8 +800,13 @@ impl Whisper {
             })
     }
 
-    /// Splits sampled tokens at timestamps into segments (times relative to the window).
-    fn segments(&self, sampled: &[u32], window_s: f32) -> Result<Vec<RawSegment>, AsrError> {
+    /// Splits sampled tokens at timestamps into closed segments (times relative to the window)
+    /// and the text after the last timestamp that none closed (to the window's end).
+    fn segments(
+        &self,
+        sampled: &[u32],
+        window_s: f32,
+    ) -> Result<(Vec<RawSegment>, Option<RawSegment>), AsrError> {
         let tb = self.info.tokens.timestamp_begin;
         let eot = self.info.tokens.eot;
         let time = |t: u32| ((t - tb) as f32 * 0.02).min(window_s);
@@ -611,11 +830,16 @@ impl Whisper {
                 text.push(t);
             }
         }
+        let mut tail = Vec::new();
         if !text.is_empty() {
             let s = start.unwrap_or(last_end).min(window_s);
-            self.push_segment(&mut segments, s, window_s, &text)?;
+            self.push_segment(&mut tail, s, window_s, &text)?;
         }
-        Ok(segments)
+        if !self.options.timestamps {
+            // Without timestamps the whole text is one segment over the window.
+            segments.append(&mut tail);
+        }
+        Ok((segments, tail.pop()))
     }
 
     fn push_segment(
@@ -682,8 +906,34 @@ fn softmax_at(logits: &[f32], index: usize) -> f32 {
     logits.get(index).map_or(0.0, |&x| (x - max).exp() / sum)
 }
 
-/// The best id and its log-probability under the (filtered) scores.
-fn argmax_logprob(scores: &[f32]) -> (u32, f32) {
+/// One decode's tokens.
+#[derive(Debug, Clone)]
+struct Pass {
+    sampled: Vec<u32>,
+    avg_logprob: f32,
+    loop_cut: bool,
+    /// The model wrote end of text (not cut by the token limit, the context or the loop guard).
+    ended: bool,
+    steps: usize,
+}
+
+/// A pass turned into text, with what the fallback rules look at.
+#[derive(Debug, Clone)]
+struct Candidate {
+    pass: Pass,
+    temperature: f32,
+    compression_ratio: f32,
+    text: String,
+    segments: Vec<RawSegment>,
+    tail: Option<RawSegment>,
+    last_timestamp: Option<f32>,
+    ending: Ending,
+}
+
+/// The next token and its log-probability under the filtered scores at temperature 1 (as
+/// openai-whisper reports it): the best one at temperature 0, else drawn from the scores
+/// divided by the temperature.
+fn pick(scores: &[f32], temperature: f32, rng: &mut SplitMix64) -> (u32, f32) {
     let (mut best, mut max) = (0usize, f32::NEG_INFINITY);
     for (i, &s) in scores.iter().enumerate() {
         if s > max {
@@ -692,7 +942,46 @@ fn argmax_logprob(scores: &[f32]) -> (u32, f32) {
         }
     }
     let sum: f32 = scores.iter().map(|&x| (x - max).exp()).sum();
-    (best as u32, -sum.ln())
+    let log_norm = max + sum.ln();
+    if temperature <= 0.0 || max == f32::NEG_INFINITY {
+        return (best as u32, scores[best] - log_norm);
+    }
+    let weight = |x: f32| ((x - max) / temperature).exp();
+    let total: f64 = scores.iter().map(|&x| f64::from(weight(x))).sum();
+    let mut target = rng.next_f64() * total;
+    let mut chosen = best;
+    for (i, &x) in scores.iter().enumerate() {
+        let w = f64::from(weight(x));
+        if w == 0.0 {
+            continue;
+        }
+        chosen = i;
+        if target < w {
+            break;
+        }
+        target -= w;
+    }
+    (chosen as u32, scores[chosen] - log_norm)
+}
+
+/// A small, seedable generator for the fallback's sampling (splitmix64): the same audio and
+/// seed give the same transcript.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 fn ms_since(t: Instant) -> f32 {

@@ -20,8 +20,9 @@ use crate::{Error, Result, metrics};
 pub enum TranscriptionSource {
     /// Already stored (the pipeline's case: transcribe stored it, analyze refers to it).
     Stored(i64),
-    /// To be stored now, or reused if the same recording or text is already there.
-    New(NewTranscription),
+    /// To be stored now, or reused if the same recording or text is already there (boxed: it
+    /// is large beside an id).
+    New(Box<NewTranscription>),
 }
 
 /// What a report pass produced.

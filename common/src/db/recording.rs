@@ -265,6 +265,9 @@ pub struct RecordingRow {
     /// Who created the upload intent through the API (`key:<id>`, `token:<sub>`); `None` for
     /// objects put into the bucket directly.
     pub created_by: Option<String>,
+    /// How much of the speech its stored transcript covers (`None`: no transcript yet, or an
+    /// engine that does not measure it).
+    pub speech_coverage: Option<super::transcription::Coverage>,
 }
 
 /// One recording by id.
@@ -286,6 +289,10 @@ pub struct SavedWindow {
     pub end_ms: i64,
     pub segments: Vec<super::transcription::Segment>,
     pub language: Option<String>,
+    /// VAD speech in the window (`None`: the engine does not measure it).
+    pub speech_ms: Option<i64>,
+    /// Speech in the window that no text covers.
+    pub uncovered: Vec<super::transcription::UncoveredSpeech>,
 }
 
 /// Saves a finished window while the lease is ours (false when the lease was lost).
@@ -297,15 +304,18 @@ pub async fn save_window(
 ) -> Result<bool> {
     let stmt = client
         .prepare_cached(
-            "INSERT INTO transcription_window (recording_id, seq, start_ms, end_ms, segments, language)
-             SELECT $1, $3, $4, $5, $6, $7 FROM recording
+            "INSERT INTO transcription_window (recording_id, seq, start_ms, end_ms, segments, language,
+                                               speech_ms, uncovered)
+             SELECT $1, $3, $4, $5, $6, $7, $8, $9 FROM recording
              WHERE recording_id = $1 AND lease_owner = $2 AND status = 'transcribing'
              ON CONFLICT (recording_id, seq) DO UPDATE
              SET start_ms = EXCLUDED.start_ms, end_ms = EXCLUDED.end_ms,
-                 segments = EXCLUDED.segments, language = EXCLUDED.language",
+                 segments = EXCLUDED.segments, language = EXCLUDED.language,
+                 speech_ms = EXCLUDED.speech_ms, uncovered = EXCLUDED.uncovered",
         )
         .await?;
     let segments = serde_json::to_value(&w.segments).unwrap_or_else(|_| Value::Array(Vec::new()));
+    let uncovered = serde_json::to_value(&w.uncovered).unwrap_or_else(|_| Value::Array(Vec::new()));
     Ok(client
         .execute(
             &stmt,
@@ -317,6 +327,8 @@ pub async fn save_window(
                 &w.end_ms,
                 &segments,
                 &w.language,
+                &w.speech_ms,
+                &uncovered,
             ],
         )
         .await?
@@ -330,8 +342,8 @@ pub async fn saved_windows(
 ) -> Result<Vec<SavedWindow>> {
     let stmt = client
         .prepare_cached(
-            "SELECT seq, start_ms, end_ms, segments, language FROM transcription_window
-             WHERE recording_id = $1 ORDER BY seq",
+            "SELECT seq, start_ms, end_ms, segments, language, speech_ms, uncovered
+             FROM transcription_window WHERE recording_id = $1 ORDER BY seq",
         )
         .await?;
     client
@@ -340,6 +352,7 @@ pub async fn saved_windows(
         .into_iter()
         .map(|r| {
             let segments: Value = r.get(3);
+            let uncovered: Value = r.get(6);
             Ok(SavedWindow {
                 seq: r.get(0),
                 start_ms: r.get(1),
@@ -349,6 +362,11 @@ pub async fn saved_windows(
                     reason: e.to_string(),
                 })?,
                 language: r.get(4),
+                speech_ms: r.get(5),
+                uncovered: serde_json::from_value(uncovered).map_err(|e| Error::InvalidInput {
+                    field: "transcription_window.uncovered",
+                    reason: e.to_string(),
+                })?,
             })
         })
         .collect()
@@ -407,7 +425,9 @@ pub async fn create_intent(
 }
 
 const RECORDING_COLUMNS: &str = "recording_id, bucket, object_key, etag, size_bytes, content_type, \
-     metadata, status, stage, progress, attempts, last_error, created_at, updated_at, created_by";
+     metadata, status, stage, progress, attempts, last_error, created_at, updated_at, created_by, \
+     (SELECT t.speech_ms FROM transcription t WHERE t.recording_id = recording.recording_id), \
+     (SELECT t.uncovered FROM transcription t WHERE t.recording_id = recording.recording_id)";
 
 fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
     RecordingRow {
@@ -426,6 +446,11 @@ fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
         created_at: r.get(12),
         updated_at: r.get(13),
         created_by: r.get(14),
+        // A malformed stored list reads as unmeasured rather than failing the listing; the
+        // transcription's own endpoint reports it.
+        speech_coverage: super::transcription::coverage_of(r.get(15), r.get(16))
+            .ok()
+            .flatten(),
     }
 }
 

@@ -18,6 +18,43 @@ pub struct Segment {
     pub speaker: Option<String>,
 }
 
+/// Speech the voice-activity detector heard that no transcribed text covers, in
+/// milliseconds from the start of the recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UncoveredSpeech {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// How much of a recording's speech its text covers, as the local engine measures it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Speech the voice-activity detector heard.
+    pub speech_ms: i64,
+    /// Of which no text covers (the sum of `uncovered`).
+    pub uncovered_ms: i64,
+    /// The share of the speech covered, 0..=1.
+    pub coverage: f64,
+    pub uncovered: Vec<UncoveredSpeech>,
+}
+
+impl Coverage {
+    pub fn new(speech_ms: i64, uncovered: Vec<UncoveredSpeech>) -> Self {
+        let uncovered_ms: i64 = uncovered.iter().map(|u| u.end_ms - u.start_ms).sum();
+        let coverage = if speech_ms > 0 {
+            1.0 - (uncovered_ms.min(speech_ms) as f64 / speech_ms as f64)
+        } else {
+            1.0
+        };
+        Self {
+            speech_ms,
+            uncovered_ms,
+            coverage,
+            uncovered,
+        }
+    }
+}
+
 /// The text of a transcript: its segments' texts, one space apart.
 pub fn text_of(segments: &[Segment]) -> String {
     segments
@@ -45,6 +82,9 @@ pub struct NewTranscription {
     pub date: Option<DateTime<Utc>>,
     #[serde(default)]
     pub segments: Vec<Segment>,
+    /// How much of the speech the text covers, when the engine measures it.
+    #[serde(default)]
+    pub coverage: Option<Coverage>,
 }
 
 /// A stored transcript.
@@ -60,13 +100,16 @@ pub struct Transcription {
     pub model_id: Option<String>,
     pub date: DateTime<Utc>,
     pub segments: Vec<Segment>,
+    /// How much of the speech the text covers (`None`: not measured).
+    pub coverage: Option<Coverage>,
 }
 
 const INSERT_BY_RECORDING: &str = "
 WITH ins AS (
     INSERT INTO transcription (transcription_text, audio_file_name, number_audio, recording_id,
-                               language, audio_seconds, model_id, text_sha256, transcription_date)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
+                               language, audio_seconds, model_id, text_sha256, transcription_date,
+                               speech_ms, uncovered_ms, uncovered)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12)
     ON CONFLICT (recording_id) DO NOTHING
     RETURNING transcription_id)
 SELECT transcription_id, true FROM ins
@@ -76,8 +119,9 @@ SELECT transcription_id, false FROM transcription WHERE recording_id = $4";
 const INSERT_BY_TEXT: &str = "
 WITH ins AS (
     INSERT INTO transcription (transcription_text, audio_file_name, number_audio, recording_id,
-                               language, audio_seconds, model_id, text_sha256, transcription_date)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
+                               language, audio_seconds, model_id, text_sha256, transcription_date,
+                               speech_ms, uncovered_ms, uncovered)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12)
     ON CONFLICT ((md5(audio_file_name)), text_sha256) WHERE recording_id IS NULL DO NOTHING
     RETURNING transcription_id)
 SELECT transcription_id, true FROM ins
@@ -107,7 +151,18 @@ pub async fn get_or_create(
         INSERT_BY_TEXT
     };
     let stmt = client.prepare_cached(sql).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+    let speech_ms = t.coverage.as_ref().map(|c| c.speech_ms);
+    let uncovered_ms = t.coverage.as_ref().map(|c| c.uncovered_ms);
+    let uncovered = t
+        .coverage
+        .as_ref()
+        .map(|c| serde_json::to_value(&c.uncovered))
+        .transpose()
+        .map_err(|e| Error::InvalidInput {
+            field: "uncovered",
+            reason: e.to_string(),
+        })?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
         &t.text,
         &t.audio_file_name,
         &t.number_audio,
@@ -117,6 +172,9 @@ pub async fn get_or_create(
         &t.model_id,
         &sha,
         &t.date,
+        &speech_ms,
+        &uncovered_ms,
+        &uncovered,
     ];
     // An empty answer is a concurrent insert committed after our snapshot: look again.
     for _ in 0..8 {
@@ -165,6 +223,21 @@ fn validate(t: &NewTranscription) -> Result<()> {
     if t.audio_seconds.is_some_and(|s| !s.is_finite() || s < 0.0) {
         return invalid("audio_seconds", "must be a non-negative number");
     }
+    if let Some(c) = &t.coverage {
+        let total: i64 = c.uncovered.iter().map(|u| u.end_ms - u.start_ms).sum();
+        if c.speech_ms < 0
+            || c.uncovered
+                .iter()
+                .any(|u| u.start_ms < 0 || u.end_ms < u.start_ms)
+            || total != c.uncovered_ms
+            || c.uncovered_ms > c.speech_ms
+        {
+            return invalid(
+                "coverage",
+                "uncovered regions must be spans (start <= end) summing to uncovered_ms, at most speech_ms",
+            );
+        }
+    }
     for (i, s) in t.segments.iter().enumerate() {
         if s.start_ms < 0 || s.end_ms < s.start_ms {
             return Err(Error::InvalidInput {
@@ -199,7 +272,8 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Transcri
     let stmt = client
         .prepare_cached(
             "SELECT transcription_id, transcription_text, audio_file_name, number_audio,
-                    recording_id, language, audio_seconds, model_id, transcription_date
+                    recording_id, language, audio_seconds, model_id, transcription_date,
+                    speech_ms, uncovered
              FROM transcription WHERE transcription_id = $1",
         )
         .await?;
@@ -234,5 +308,22 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Transcri
         model_id: row.get(7),
         date: row.get(8),
         segments,
+        coverage: coverage_of(row.get(9), row.get(10))?,
     }))
+}
+
+/// The stored coverage columns as a [`Coverage`] (`None` when not measured).
+pub fn coverage_of(
+    speech_ms: Option<i64>,
+    uncovered: Option<serde_json::Value>,
+) -> Result<Option<Coverage>> {
+    let (Some(speech_ms), Some(uncovered)) = (speech_ms, uncovered) else {
+        return Ok(None);
+    };
+    let uncovered: Vec<UncoveredSpeech> =
+        serde_json::from_value(uncovered).map_err(|e| Error::InvalidInput {
+            field: "transcription.uncovered",
+            reason: e.to_string(),
+        })?;
+    Ok(Some(Coverage::new(speech_ms, uncovered)))
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use common::db::transcription::Segment;
+use common::db::transcription::{Coverage, Segment, UncoveredSpeech};
 use common::speech::{EngineSettings, WhisperEngine};
 use common::transcribe::SpeechEngine;
 use serde::Serialize;
@@ -20,6 +20,11 @@ struct Output {
     audio_seconds: f64,
     processing_seconds: f64,
     model: String,
+    /// Share of the speech the voice-activity detector heard that the text covers.
+    coverage: f64,
+    speech_seconds: f64,
+    /// Speech no text covers, even after decoding it again on its own.
+    uncovered: Vec<UncoveredSpeech>,
 }
 
 pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
@@ -32,6 +37,8 @@ pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
         WhisperEngine::load(&settings).context("loading the speech models (run `vox models`)")?;
     let mut segments = Vec::new();
     let mut detected = None;
+    let mut speech_ms = 0;
+    let mut uncovered = Vec::new();
     let mut stderr = std::io::stderr();
     let summary = engine.transcribe_file(file, language, 0, &mut |window| {
         let _ = match window.progress {
@@ -47,11 +54,30 @@ pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
                 window.end_ms as f64 / 1000.0
             ),
         };
+        for u in &window.uncovered {
+            let _ = writeln!(
+                stderr,
+                "warning: speech from {:.1} s to {:.1} s could not be transcribed",
+                u.start_ms as f64 / 1000.0,
+                u.end_ms as f64 / 1000.0
+            );
+        }
         detected = detected.take().or(window.language);
+        speech_ms += window.speech_ms.unwrap_or(0);
+        uncovered.extend(window.uncovered);
         segments.extend(window.segments);
         ControlFlow::Continue(())
     })?;
     let text = common::db::transcription::text_of(&segments);
+    let coverage = Coverage::new(speech_ms, uncovered);
+    if coverage.uncovered_ms > 0 {
+        eprintln!(
+            "warning: {:.1} s of {:.1} s of speech could not be transcribed ({:.1} % covered)",
+            coverage.uncovered_ms as f64 / 1000.0,
+            coverage.speech_ms as f64 / 1000.0,
+            coverage.coverage * 100.0
+        );
+    }
     let output = Output {
         text,
         segments,
@@ -59,6 +85,9 @@ pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
         audio_seconds: summary.audio_seconds,
         processing_seconds: started.elapsed().as_secs_f64(),
         model: engine.model_id(),
+        coverage: coverage.coverage,
+        speech_seconds: coverage.speech_ms as f64 / 1000.0,
+        uncovered: coverage.uncovered,
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())

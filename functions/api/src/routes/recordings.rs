@@ -20,6 +20,7 @@ use crate::extract::{Id, JsonBody, QueryParams};
 use crate::pagination::{self, Page};
 use crate::problem::{Problem, ProblemBody};
 use crate::routes::required_text;
+use crate::routes::transcriptions::SpeechCoverageView;
 use crate::upload;
 
 const LISTING: &str = "recordings";
@@ -109,10 +110,22 @@ pub struct Recording {
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// How much of the speech the stored transcript covers (`null` until it is stored, or
+    /// when the engine does not measure it).
+    pub speech_coverage: Option<SpeechCoverageView>,
+    /// What a person should know about the result, e.g. speech that could not be
+    /// transcribed; empty when there is nothing to say.
+    pub warnings: Vec<String>,
 }
 
 impl From<RecordingRow> for Recording {
     fn from(r: RecordingRow) -> Self {
+        let warnings = r
+            .speech_coverage
+            .as_ref()
+            .and_then(uncovered_warning)
+            .into_iter()
+            .collect();
         Self {
             recording_id: r.recording_id,
             object_key: r.object_key,
@@ -126,8 +139,35 @@ impl From<RecordingRow> for Recording {
             metadata: r.metadata,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            speech_coverage: r.speech_coverage.map(Into::into),
+            warnings,
         }
     }
+}
+
+/// The warning for speech the transcript lacks, naming where it is.
+fn uncovered_warning(c: &common::db::transcription::Coverage) -> Option<String> {
+    if c.uncovered.is_empty() {
+        return None;
+    }
+    let at = |ms: i64| format!("{}:{:04.1}", ms / 60_000, (ms % 60_000) as f64 / 1000.0);
+    let mut places: Vec<String> = c
+        .uncovered
+        .iter()
+        .take(5)
+        .map(|u| format!("{}-{}", at(u.start_ms), at(u.end_ms)))
+        .collect();
+    if c.uncovered.len() > 5 {
+        places.push(format!("and {} more", c.uncovered.len() - 5));
+    }
+    Some(format!(
+        "{:.1} s of {:.1} s of speech could not be transcribed ({:.1} % covered) at {}; \
+         the transcript and its reports lack what was said there",
+        c.uncovered_ms as f64 / 1000.0,
+        c.speech_ms as f64 / 1000.0,
+        c.coverage * 100.0,
+        places.join(", ")
+    ))
 }
 
 /// An analysis job of a recording (one per report type and building).
@@ -514,5 +554,33 @@ mod tests {
             "audit_12_lobby_.m4a"
         );
         assert_eq!(safe_file_name("..."), "recording");
+    }
+
+    #[test]
+    fn lost_speech_is_a_warning_that_says_where() {
+        use common::db::transcription::{Coverage, UncoveredSpeech};
+        let lost = |start_ms, end_ms| UncoveredSpeech { start_ms, end_ms };
+        let none = Coverage::new(60_000, Vec::new());
+        let some = Coverage::new(120_000, vec![lost(12_400, 15_000), lost(61_000, 63_500)]);
+        let many = Coverage::new(
+            600_000,
+            (0..7)
+                .map(|i| lost(i * 60_000, i * 60_000 + 1_500))
+                .collect(),
+        );
+
+        assert_eq!(uncovered_warning(&none), None);
+        let warning = uncovered_warning(&some).unwrap();
+        assert!(
+            warning.starts_with(
+                "5.1 s of 120.0 s of speech could not be transcribed (95.8 % covered)"
+            ),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("0:12.4-0:15.0, 1:01.0-1:03.5"),
+            "{warning}"
+        );
+        assert!(uncovered_warning(&many).unwrap().contains("and 2 more"));
     }
 }

@@ -24,6 +24,44 @@ pub struct SegmentView {
     pub speaker: Option<String>,
 }
 
+/// A stretch of speech no transcribed text covers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UncoveredView {
+    /// From the start of the recording.
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// How much of the speech the voice-activity detector heard the transcript covers. Speech
+/// the engine could not turn into text, even decoding it again on its own, is listed, never
+/// dropped in silence.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SpeechCoverageView {
+    /// The share of the speech covered, 0 to 1.
+    pub coverage: f64,
+    pub speech_ms: i64,
+    pub uncovered_ms: i64,
+    pub uncovered: Vec<UncoveredView>,
+}
+
+impl From<transcription::Coverage> for SpeechCoverageView {
+    fn from(c: transcription::Coverage) -> Self {
+        Self {
+            coverage: c.coverage,
+            speech_ms: c.speech_ms,
+            uncovered_ms: c.uncovered_ms,
+            uncovered: c
+                .uncovered
+                .into_iter()
+                .map(|u| UncoveredView {
+                    start_ms: u.start_ms,
+                    end_ms: u.end_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A transcript.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TranscriptionView {
@@ -37,6 +75,9 @@ pub struct TranscriptionView {
     pub model_id: Option<String>,
     pub date: DateTime<Utc>,
     pub segments: Vec<SegmentView>,
+    /// How much of the speech the text covers; `null` when the engine does not measure it
+    /// (a hosted speech API) or the transcript predates the measure.
+    pub speech_coverage: Option<SpeechCoverageView>,
 }
 
 #[utoipa::path(
@@ -73,6 +114,7 @@ pub async fn get(
         audio_seconds: t.audio_seconds,
         model_id: t.model_id,
         date: t.date,
+        speech_coverage: t.coverage.map(Into::into),
         segments: t
             .segments
             .into_iter()
