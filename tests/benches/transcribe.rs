@@ -397,10 +397,13 @@ fn report(rows: &[(&Clip, Run, Option<Run>)], threads: usize) {
     println!();
     let ru = ru_e as f64 / ru_n.max(1) as f64;
     println!(
-        "pooled Russian WER: ours {} % over {ru_n} words{}",
+        "pooled Russian WER: ours {} % ({ru_e} word errors over {ru_n} words){}",
         pct(ru),
         if fw_n > 0 {
-            format!(", faster-whisper {} %", pct(fw_e as f64 / fw_n as f64))
+            format!(
+                ", faster-whisper {} % ({fw_e} word errors)",
+                pct(fw_e as f64 / fw_n as f64)
+            )
         } else {
             String::new()
         }
