@@ -84,7 +84,7 @@ impl WhisperEngine {
         config.threads = settings.threads.max(1);
         config.vocabulary = settings.vocabulary.clone();
         config.prompt = settings.prompt.clone();
-        config.decode.best_of = settings.best_of.max(1);
+        config.decode.best_of = settings.best_of;
         Self::from_config(config)
     }
 

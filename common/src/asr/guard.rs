@@ -109,12 +109,13 @@ impl Default for GuardParams {
     }
 }
 
-/// Whether a window's text should be kept.
+/// Whether a window's text should be kept, from the decode's no-speech probability, average
+/// log-probability and the [`compression_ratio`] of its text.
 pub fn judge(
     params: &GuardParams,
     no_speech_prob: f32,
     avg_logprob: f32,
-    text: &str,
+    compression_ratio: f32,
 ) -> Result<(), Rejection> {
     if no_speech_prob > params.no_speech_threshold && avg_logprob < params.logprob_threshold {
         return Err(Rejection::NoSpeech);
@@ -122,7 +123,7 @@ pub fn judge(
     if avg_logprob < params.min_avg_logprob {
         return Err(Rejection::LowConfidence);
     }
-    if compression_ratio(text) > params.compression_ratio_threshold {
+    if compression_ratio > params.compression_ratio_threshold {
         return Err(Rejection::Repetitive);
     }
     Ok(())
@@ -188,10 +189,10 @@ mod tests {
     fn whispers_no_speech_rule_drops_unsure_text_on_silence() {
         let p = GuardParams::default();
         assert_eq!(
-            judge(&p, 0.93, -1.2, "Редактор субтитров"),
+            judge(&p, 0.93, -1.2, compression_ratio("Редактор субтитров")),
             Err(Rejection::NoSpeech)
         );
-        assert_eq!(judge(&p, 0.93, -0.3, "Да."), Ok(()));
-        assert_eq!(judge(&p, 0.1, -0.3, "Да."), Ok(()));
+        assert_eq!(judge(&p, 0.93, -0.3, compression_ratio("Да.")), Ok(()));
+        assert_eq!(judge(&p, 0.1, -0.3, compression_ratio("Да.")), Ok(()));
     }
 }

@@ -104,15 +104,6 @@ impl Uncovered {
     }
 }
 
-/// The share of `speech_ms` that is not in `uncovered` (1 when there is no speech).
-pub fn coverage(speech_ms: u64, uncovered: &[Uncovered]) -> f64 {
-    if speech_ms == 0 {
-        return 1.0;
-    }
-    let lost: u64 = uncovered.iter().map(Uncovered::ms).sum();
-    1.0 - lost.min(speech_ms) as f64 / speech_ms as f64
-}
-
 /// One decoded VAD window, handed to the caller as soon as it is done.
 #[derive(Debug, Clone)]
 pub struct WindowResult {
@@ -188,7 +179,8 @@ impl Transcript {
 
     /// The share of the speech the text covers.
     pub fn coverage(&self) -> f64 {
-        coverage(self.speech_ms, &self.uncovered)
+        let lost: u64 = self.uncovered.iter().map(Uncovered::ms).sum();
+        crate::db::transcription::covered_share(self.speech_ms as i64, lost as i64)
     }
 }
 
@@ -509,8 +501,12 @@ where
                 .whisper
                 .transcribe_piece(&audio[range], language, &t.prompt, seed)?;
             stats.add(&d);
-            let mut verdict =
-                guard::judge(&t.config.guard, d.no_speech_prob, d.avg_logprob, &d.text);
+            let mut verdict = guard::judge(
+                &t.config.guard,
+                d.no_speech_prob,
+                d.avg_logprob,
+                d.compression_ratio,
+            );
             let keep = |s: &whisper::RawSegment| !guard::is_known_hallucination(&s.text);
             let segments: Vec<whisper::RawSegment> =
                 d.segments.iter().filter(|s| keep(s)).cloned().collect();

@@ -196,10 +196,8 @@ pub struct WindowDecode {
     pub no_speech_prob: f32,
     /// Mean log-probability of the sampled tokens (end of text included).
     pub avg_logprob: f32,
-    /// zlib compression ratio of the text.
+    /// zlib compression ratio of the text (segments and tail).
     pub compression_ratio: f32,
-    /// The temperature of the kept result (0 unless it fell back).
-    pub temperature: f32,
     /// Segments closed by a timestamp (all of the text without timestamps).
     pub segments: Vec<RawSegment>,
     /// Text after the last timestamp that no timestamp closed, to the window's end.
@@ -207,8 +205,6 @@ pub struct WindowDecode {
     /// Time of the last timestamp token, in seconds from the window's start.
     pub last_timestamp: Option<f32>,
     pub ending: Ending,
-    /// All segments' text, the tail included.
-    pub text: String,
     /// Tokens sampled, timestamps included.
     pub tokens: usize,
     /// A repetition loop was found and cut.
@@ -382,31 +378,34 @@ impl Whisper {
         let encoder_ms = ms_since(started);
 
         let started = Instant::now();
-        let tok = self.info.tokens.clone();
+        let tok = &self.info.tokens;
+        let (sot, sot_prev, no_speech) = (tok.sot, tok.sot_prev, tok.no_speech);
+        let (multilingual, transcribe, no_timestamps) =
+            (tok.multilingual, tok.transcribe, tok.no_timestamps);
         // Step A: the previous text (if any) and the start token, whose logits give the
         // no-speech probability and the language.
         let keep = prompt.len().min(self.max_prompt_tokens());
         let mut first: Vec<i64> = Vec::with_capacity(keep + 2);
         if keep > 0 {
-            first.push(i64::from(tok.sot_prev));
+            first.push(i64::from(sot_prev));
             first.extend(prompt[prompt.len() - keep..].iter().map(|&t| i64::from(t)));
         }
-        first.push(i64::from(tok.sot));
+        first.push(i64::from(sot));
         self.step(&first, 0, &cross)?;
-        let no_speech_prob = softmax_at(&self.logits, tok.no_speech as usize);
+        let no_speech_prob = softmax_at(&self.logits, no_speech as usize);
         let language = match language {
             Some(l) => l,
             None => self.detect_language(),
         };
         // Step B: the rest of the start sequence.
         let mut rest = Vec::with_capacity(3);
-        if tok.multilingual {
+        if multilingual {
             let id = self.language_token(language)?;
             rest.push(i64::from(id));
-            rest.push(i64::from(tok.transcribe));
+            rest.push(i64::from(transcribe));
         }
         if !self.options.timestamps {
-            rest.push(i64::from(tok.no_timestamps));
+            rest.push(i64::from(no_timestamps));
         }
         let mut offset = first.len();
         let mut steps = 1;
@@ -423,12 +422,9 @@ impl Whisper {
         let mut attempts = 0;
         let mut best: Option<Candidate> = None;
         let mut best_passing_cr: Option<Candidate> = None;
-        let temperatures = if self.options.temperatures.is_empty() {
-            vec![0.0]
-        } else {
-            self.options.temperatures.clone()
-        };
-        for &temperature in &temperatures {
+        // No temperatures configured means greedy only.
+        for i in 0..self.options.temperatures.len().max(1) {
+            let temperature = self.options.temperatures.get(i).copied().unwrap_or(0.0);
             let hypotheses = if temperature > 0.0 {
                 self.options.best_of.max(1)
             } else {
@@ -447,7 +443,7 @@ impl Whisper {
                 }
             }
             let Some(pass) = chosen else { break };
-            let candidate = self.candidate(pass, temperature, window_s)?;
+            let candidate = self.candidate(pass, window_s)?;
             let too_repetitive =
                 candidate.compression_ratio > self.options.compression_ratio_threshold;
             let too_unlikely = candidate.pass.avg_logprob < self.options.logprob_threshold;
@@ -484,8 +480,6 @@ impl Whisper {
             no_speech_prob,
             avg_logprob: kept.pass.avg_logprob,
             compression_ratio: kept.compression_ratio,
-            temperature: kept.temperature,
-            text: kept.text,
             segments: kept.segments,
             tail: kept.tail,
             last_timestamp: kept.last_timestamp,
@@ -561,12 +555,7 @@ impl Whisper {
     }
 
     /// A pass as text: segments, how it ended, and how compressible it is.
-    fn candidate(
-        &self,
-        pass: Pass,
-        temperature: f32,
-        window_s: f32,
-    ) -> Result<Candidate, AsrError> {
+    fn candidate(&self, pass: Pass, window_s: f32) -> Result<Candidate, AsrError> {
         let tb = self.info.tokens.timestamp_begin;
         let (segments, tail) = self.segments(&pass.sampled, window_s)?;
         let last_timestamp = pass
@@ -594,12 +583,10 @@ impl Whisper {
             .join(" ");
         Ok(Candidate {
             compression_ratio: guard::compression_ratio(&text),
-            text,
             segments,
             tail,
             last_timestamp,
             ending,
-            temperature,
             pass,
         })
     }
@@ -921,9 +908,7 @@ struct Pass {
 #[derive(Debug, Clone)]
 struct Candidate {
     pass: Pass,
-    temperature: f32,
     compression_ratio: f32,
-    text: String,
     segments: Vec<RawSegment>,
     tail: Option<RawSegment>,
     last_timestamp: Option<f32>,

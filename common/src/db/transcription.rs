@@ -41,18 +41,21 @@ pub struct Coverage {
 impl Coverage {
     pub fn new(speech_ms: i64, uncovered: Vec<UncoveredSpeech>) -> Self {
         let uncovered_ms: i64 = uncovered.iter().map(|u| u.end_ms - u.start_ms).sum();
-        let coverage = if speech_ms > 0 {
-            1.0 - (uncovered_ms.min(speech_ms) as f64 / speech_ms as f64)
-        } else {
-            1.0
-        };
         Self {
             speech_ms,
             uncovered_ms,
-            coverage,
+            coverage: covered_share(speech_ms, uncovered_ms),
             uncovered,
         }
     }
+}
+
+/// The share of `speech_ms` outside `uncovered_ms`, 0..=1 (1 when there is no speech).
+pub fn covered_share(speech_ms: i64, uncovered_ms: i64) -> f64 {
+    if speech_ms <= 0 {
+        return 1.0;
+    }
+    1.0 - uncovered_ms.clamp(0, speech_ms) as f64 / speech_ms as f64
 }
 
 /// The text of a transcript: its segments' texts, one space apart.
