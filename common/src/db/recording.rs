@@ -274,11 +274,12 @@ pub struct RecordingRow {
 pub async fn get(client: &impl GenericClient, recording_id: i64) -> Result<Option<RecordingRow>> {
     let sql = format!("SELECT {RECORDING_COLUMNS} FROM recording WHERE recording_id = $1");
     let stmt = client.prepare_cached(&sql).await?;
-    Ok(client
+    client
         .query_opt(&stmt, &[&recording_id])
         .await?
         .as_ref()
-        .map(recording_row))
+        .map(recording_row)
+        .transpose()
 }
 
 /// A finished speech window of a transcription in flight.
@@ -421,16 +422,25 @@ pub async fn create_intent(
             ],
         )
         .await?;
-    Ok(recording_row(&row))
+    recording_row(&row)
 }
 
 const RECORDING_COLUMNS: &str = "recording_id, bucket, object_key, etag, size_bytes, content_type, \
      metadata, status, stage, progress, attempts, last_error, created_at, updated_at, created_by, \
-     (SELECT t.speech_ms FROM transcription t WHERE t.recording_id = recording.recording_id), \
-     (SELECT t.uncovered FROM transcription t WHERE t.recording_id = recording.recording_id)";
+     (SELECT jsonb_build_object('speech_ms', t.speech_ms, 'uncovered', t.uncovered) \
+      FROM transcription t WHERE t.recording_id = recording.recording_id AND t.speech_ms IS NOT NULL)";
 
-fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
-    RecordingRow {
+fn recording_row(r: &tokio_postgres::Row) -> Result<RecordingRow> {
+    // The transcript's coverage, when it is stored and measured: one lookup, both columns.
+    let coverage: Option<Value> = r.get(15);
+    let speech_coverage = match coverage {
+        None => None,
+        Some(c) => super::transcription::coverage_of(
+            c.get("speech_ms").and_then(Value::as_i64),
+            c.get("uncovered").cloned(),
+        )?,
+    };
+    Ok(RecordingRow {
         recording_id: r.get(0),
         bucket: r.get(1),
         object_key: r.get(2),
@@ -446,12 +456,8 @@ fn recording_row(r: &tokio_postgres::Row) -> RecordingRow {
         created_at: r.get(12),
         updated_at: r.get(13),
         created_by: r.get(14),
-        // A malformed stored list reads as unmeasured rather than failing the listing; the
-        // transcription's own endpoint reports it.
-        speech_coverage: super::transcription::coverage_of(r.get(15), r.get(16))
-            .ok()
-            .flatten(),
-    }
+        speech_coverage,
+    })
 }
 
 /// The statuses a recording can be in (the `recording.status` check constraint).
@@ -499,7 +505,7 @@ pub async fn list(
     let rows = client
         .query(&stmt, &[&status, &after, &fetch, &created_by])
         .await?;
-    let mut items: Vec<RecordingRow> = rows.iter().map(recording_row).collect();
+    let mut items: Vec<RecordingRow> = rows.iter().map(recording_row).collect::<Result<_>>()?;
     let next_after = if items.len() > usize::from(limit) {
         items.truncate(usize::from(limit));
         items.last().map(|r| r.recording_id)
