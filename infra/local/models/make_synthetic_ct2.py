@@ -57,23 +57,27 @@ def main():
     def scalar(name, value):
         variables.append((name, np.array([value], np.int32)))
 
-    w("encoder/conv1/weight", D, M, 3)
-    w("encoder/conv1/bias", D)
-    w("encoder/conv2/weight", D, D, 3)
-    w("encoder/conv2/bias", D)
+    def linear(prefix, n_out, n_in):
+        w(f"{prefix}/weight", n_out, n_in)
+        w(f"{prefix}/bias", n_out)
+
+    def self_attention(layer):  # q, k, v fused, then the output
+        ln(f"{layer}/self_attention/layer_norm")
+        linear(f"{layer}/self_attention/linear_0", 3 * D, D)
+        linear(f"{layer}/self_attention/linear_1", D, D)
+
+    def ffn(layer):
+        ln(f"{layer}/ffn/layer_norm")
+        linear(f"{layer}/ffn/linear_0", F, D)
+        linear(f"{layer}/ffn/linear_1", D, F)
+
+    for prefix, n_in in (("encoder/conv1", M), ("encoder/conv2", D)):  # kernel width 3
+        w(f"{prefix}/weight", D, n_in, 3)
+        w(f"{prefix}/bias", D)
     scalar("encoder/num_heads", a.heads)
     for i in range(a.encoder_layers):
-        p = f"encoder/layer_{i}"
-        ln(f"{p}/self_attention/layer_norm")
-        w(f"{p}/self_attention/linear_0/weight", 3 * D, D)
-        w(f"{p}/self_attention/linear_0/bias", 3 * D)
-        w(f"{p}/self_attention/linear_1/weight", D, D)
-        w(f"{p}/self_attention/linear_1/bias", D)
-        ln(f"{p}/ffn/layer_norm")
-        w(f"{p}/ffn/linear_0/weight", F, D)
-        w(f"{p}/ffn/linear_0/bias", F)
-        w(f"{p}/ffn/linear_1/weight", D, F)
-        w(f"{p}/ffn/linear_1/bias", D)
+        self_attention(f"encoder/layer_{i}")
+        ffn(f"encoder/layer_{i}")
     ln("encoder/layer_norm")
     w("decoder/embeddings/weight", n_vocab, D)
     w("decoder/position_encodings/encodings", a.text_ctx, D)
@@ -82,23 +86,13 @@ def main():
     scalar("decoder/pre_norm", 1)
     for i in range(a.decoder_layers):
         p = f"decoder/layer_{i}"
-        ln(f"{p}/self_attention/layer_norm")
-        w(f"{p}/self_attention/linear_0/weight", 3 * D, D)
-        w(f"{p}/self_attention/linear_0/bias", 3 * D)
-        w(f"{p}/self_attention/linear_1/weight", D, D)
-        w(f"{p}/self_attention/linear_1/bias", D)
+        self_attention(p)
+        # Cross-attention: the query, then keys and values fused, then the output.
         ln(f"{p}/attention/layer_norm")
-        w(f"{p}/attention/linear_0/weight", D, D)
-        w(f"{p}/attention/linear_0/bias", D)
-        w(f"{p}/attention/linear_1/weight", 2 * D, D)
-        w(f"{p}/attention/linear_1/bias", 2 * D)
-        w(f"{p}/attention/linear_2/weight", D, D)
-        w(f"{p}/attention/linear_2/bias", D)
-        ln(f"{p}/ffn/layer_norm")
-        w(f"{p}/ffn/linear_0/weight", F, D)
-        w(f"{p}/ffn/linear_0/bias", F)
-        w(f"{p}/ffn/linear_1/weight", D, F)
-        w(f"{p}/ffn/linear_1/bias", D)
+        linear(f"{p}/attention/linear_0", D, D)
+        linear(f"{p}/attention/linear_1", 2 * D, D)
+        linear(f"{p}/attention/linear_2", D, D)
+        ffn(p)
     ln("decoder/layer_norm")
 
     dtype_ids = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2,
