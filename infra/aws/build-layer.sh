@@ -3,7 +3,7 @@
 # target/lambda-layer/, which Lambda mounts at /opt:
 #
 #   models/onnxruntime-linux-aarch64/libonnxruntime.so.1.32.0   ONNX Runtime for arm64 (PyPI wheel)
-#   models/whisper-base/, models/vad/                           speech (transcribe)
+#   models/whisper-base/, models/vad/, models/speaker/          speech and speakers (transcribe)
 #   models/use-multilingual/                                    sentence encoder (analyze, api)
 #   models/manifest.json
 #   certs/rds-global-bundle.pem                                 only with RDS_CA_BUNDLE=FILE
@@ -11,7 +11,7 @@
 # The models come from infra/local/models/prepare*.sh (pinned, checksummed registry
 # packages; a re-run is a no-op). Symbolic links are dropped: zip archives lose them, and
 # the functions find the versioned library file on their own. Unzipped the layer is about
-# 190 MB, under Lambda's 250 MB limit for a function with its layers.
+# 196 MB, under Lambda's 250 MB limit for a function with its layers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -24,7 +24,7 @@ bash infra/local/models/prepare_embedding.sh >/dev/null
 
 rm -rf "$OUT"
 mkdir -p "$OUT/models"
-for part in onnxruntime-linux-aarch64 whisper-base vad use-multilingual manifest.json; do
+for part in onnxruntime-linux-aarch64 whisper-base vad speaker use-multilingual manifest.json; do
     [[ -e "$MODELS/$part" ]] || { echo "build-layer.sh: missing $MODELS/$part" >&2; exit 1; }
     cp -a "$MODELS/$part" "$OUT/models/"
 done

