@@ -33,6 +33,7 @@ pub mod onnx;
 pub mod queue;
 #[cfg(feature = "search")]
 pub mod search;
+pub mod speakers;
 #[cfg(feature = "transcribe")]
 pub mod speech;
 #[cfg(feature = "speech-api")]

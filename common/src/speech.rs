@@ -30,6 +30,9 @@ pub struct EngineSettings {
     pub vocabulary: Vec<String>,
     /// `VOX_ASR_BEST_OF`, default 5: hypotheses sampled at each fallback temperature.
     pub best_of: usize,
+    /// `VOX_ASR_SPEAKERS`, default `on`: give every segment a voiceprint so that speakers can
+    /// be told apart (`off` skips the speaker encoder).
+    pub speakers: bool,
 }
 
 impl EngineSettings {
@@ -53,6 +56,16 @@ impl EngineSettings {
                 }
             },
             best_of: config::parsed_or("VOX_ASR_BEST_OF", 5usize)?,
+            speakers: match config::or_default("VOX_ASR_SPEAKERS", "on")?.as_str() {
+                "on" | "1" | "true" => true,
+                "off" | "0" | "false" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        var: "VOX_ASR_SPEAKERS",
+                        reason: format!("{other:?} is not on or off"),
+                    });
+                }
+            },
         })
     }
 }
@@ -85,6 +98,7 @@ impl WhisperEngine {
         config.vocabulary = settings.vocabulary.clone();
         config.prompt = settings.prompt.clone();
         config.decode.best_of = settings.best_of;
+        config.speakers = settings.speakers;
         Self::from_config(config)
     }
 
@@ -154,7 +168,8 @@ impl SpeechEngine for WhisperEngine {
                         start_ms: s.start_ms as i64,
                         end_ms: s.end_ms as i64,
                         text: s.text.clone(),
-                        speaker: None,
+                        voice: s.voice.clone(),
+                        ..Segment::default()
                     })
                     .collect(),
                 language: Some(w.language.code().to_owned()),

@@ -471,7 +471,7 @@ impl Verbose {
                             start_ms: start,
                             end_ms: at(s.end).max(start),
                             text: text.to_owned(),
-                            speaker: None,
+                            ..Segment::default()
                         }
                     })
                 })
@@ -484,7 +484,7 @@ impl Verbose {
                     start_ms,
                     end_ms,
                     text,
-                    speaker: None,
+                    ..Segment::default()
                 })
                 .into_iter()
                 .collect(),

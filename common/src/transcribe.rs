@@ -25,6 +25,7 @@ use crate::db::transcription::{self, Coverage, NewTranscription, Segment, Uncove
 use crate::domain::{RecordingMetadata, canonical_building, canonical_scenario};
 use crate::events::ObjectCreated;
 use crate::queue::SqsQueue;
+use crate::speakers::{self, DiarizeParams};
 use crate::storage::S3Store;
 use crate::{Error, Result};
 
@@ -84,6 +85,9 @@ pub struct Settings {
     pub tmp_dir: PathBuf,
     /// How long before the deadline to stop and leave the rest to a redelivery.
     pub safety_margin: Duration,
+    /// How speakers are told apart (`VOX_MAX_SPEAKERS`, default 4, 1-8;
+    /// `VOX_SPEAKER_THRESHOLD`, the cosine similarity above which two voices are one speaker).
+    pub diarize: DiarizeParams,
 }
 
 impl Settings {
@@ -109,6 +113,7 @@ impl Settings {
                 "VOX_DEADLINE_MARGIN_SECONDS",
                 20u64,
             )?),
+            diarize: DiarizeParams::from_env()?,
         })
     }
 }
@@ -331,7 +336,7 @@ impl Stage {
             });
         }
 
-        let segments: Vec<Segment> = windows
+        let mut segments: Vec<Segment> = windows
             .iter()
             .flat_map(|w| w.segments.iter().cloned())
             .collect();
@@ -361,6 +366,21 @@ impl Stage {
             .as_deref()
             .and_then(canonical_scenario)
             .unwrap_or("design");
+        // Speakers from the voices of the whole recording; roles for interviews only (an
+        // audit's second voice is not a guest).
+        let speakers = speakers::label_segments(
+            &mut segments,
+            &self.settings.diarize,
+            scenario == "interview",
+        );
+        if !speakers.is_empty() {
+            info!(
+                recording_id,
+                speakers = speakers.len(),
+                roles = speakers.iter().any(|s| s.role.is_some()),
+                "speakers told apart"
+            );
+        }
         let building = metadata
             .building
             .as_deref()
@@ -382,6 +402,7 @@ impl Stage {
                 date: None,
                 segments,
                 coverage,
+                speakers: (!speakers.is_empty()).then_some(speakers),
             },
         )
         .await?;

@@ -92,6 +92,7 @@ fn transcript(pool: &[String], min_chars: usize) -> Vec<Segment> {
                 end_ms: at + len,
                 text,
                 speaker: None,
+                ..Default::default()
             });
             at += len + 300 + (k as i64 % 5) * 200;
             if chars >= min_chars {

@@ -123,6 +123,7 @@ fn submission(n: u64) -> AuditSubmission {
             // the transcribe stage in a transaction of their own.
             segments: Vec::new(),
             coverage: None,
+            speakers: None,
         })),
         reports: vec![
             narrative(1, n * 3 + 1),

@@ -253,6 +253,7 @@ async fn saved_windows_come_back_in_order_and_only_the_lease_holder_saves() {
             end_ms: start_ms + 4_000,
             text: format!("окно {seq}"),
             speaker: None,
+            ..Default::default()
         }],
         language: Some("ru".into()),
         speech_ms: Some(20_000),

@@ -16,18 +16,21 @@ pub fn new_transcription(file: &str, text: &str) -> NewTranscription {
         model_id: Some("whisper-base-int8".into()),
         date: None,
         coverage: None,
+        speakers: None,
         segments: vec![
             Segment {
                 start_ms: 0,
                 end_ms: 4_200,
                 text: "Входная группа хорошо освещена.".into(),
                 speaker: None,
+                ..Default::default()
             },
             Segment {
                 start_ms: 4_200,
                 end_ms: 9_800,
                 text: "В лобби слишком шумно.".into(),
                 speaker: None,
+                ..Default::default()
             },
         ],
     }

@@ -91,6 +91,7 @@ async fn segments_running_backwards_or_with_unknown_speakers_are_rejected() {
         end_ms: 100,
         text: "x".into(),
         speaker: None,
+        ..Default::default()
     }];
 
     let err = transcription::get_or_create(&conn, &new)
@@ -107,6 +108,7 @@ async fn segments_running_backwards_or_with_unknown_speakers_are_rejected() {
         end_ms: 100,
         text: "x".into(),
         speaker: Some("Гость".into()),
+        ..Default::default()
     }];
     let err = transcription::get_or_create(&conn, &new)
         .await

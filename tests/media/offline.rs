@@ -73,6 +73,7 @@ fn segments_of(texts: &[String]) -> Vec<Segment> {
                 end_ms: at + len,
                 text: t.clone(),
                 speaker: None,
+                ..Default::default()
             };
             at += len + 500;
             s

@@ -90,6 +90,7 @@ fn segments(scenario: &str) -> Vec<Segment> {
                 end_ms: at + len,
                 text: s.to_owned(),
                 speaker: None,
+                ..Default::default()
             };
             at += len + 400;
             seg
@@ -160,6 +161,7 @@ pub(crate) async fn setup_in(
             date: None,
             segments: segs,
             coverage: None,
+            speakers: None,
         },
     )
     .await

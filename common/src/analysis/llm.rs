@@ -415,7 +415,7 @@ fn label_by_heuristic(window: &str) -> String {
             start_ms: 0,
             end_ms: 0,
             text: l.to_owned(),
-            speaker: None,
+            ..Segment::default()
         })
         .collect();
     super::offline::label_turns(&segments)

@@ -190,6 +190,87 @@ impl LogMel {
     }
 }
 
+/// Mel power frames as librosa's `feature.melspectrogram(sr=16000, n_fft=400, hop_length=160,
+/// n_mels)` computes them (centred frames with reflect padding, periodic Hann, power 2, Slaney
+/// filters; no log): the speaker encoder's input. Owns its FFT plan; reuse one.
+pub struct MelPower {
+    filters: Vec<Filter>,
+    window: Vec<f64>,
+    fft: Arc<dyn RealToComplex<f64>>,
+    frame: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+}
+
+impl fmt::Debug for MelPower {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MelPower")
+            .field("n_mels", &self.filters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MelPower {
+    pub fn new(n_mels: usize) -> Self {
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(N_FFT);
+        Self {
+            filters: slaney_filters(n_mels),
+            window: (0..N_FFT)
+                .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos())
+                .collect(),
+            frame: vec![0.0; N_FFT],
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+        }
+    }
+
+    /// `1 + samples.len() / 160` frames of `n_mels` values each, frame-major. Audio shorter
+    /// than one FFT window gives no frames.
+    pub fn compute(&mut self, samples: &[f32]) -> Vec<f32> {
+        if samples.len() <= PAD {
+            return Vec::new();
+        }
+        let n = samples.len();
+        // Reflect padding (the edge sample not repeated), as numpy's mode="reflect".
+        let at = |i: isize| -> f64 {
+            let j = if i < 0 {
+                -i
+            } else if i as usize >= n {
+                2 * (n as isize - 1) - i
+            } else {
+                i
+            };
+            f64::from(samples[j as usize])
+        };
+        let frames = 1 + n / HOP;
+        let mut out = Vec::with_capacity(frames * self.filters.len());
+        let mut power = [0.0f64; N_BINS];
+        for f in 0..frames {
+            let start = (f * HOP) as isize - PAD as isize;
+            for (k, (dst, &w)) in self.frame.iter_mut().zip(&self.window).enumerate() {
+                *dst = at(start + k as isize) * w;
+            }
+            self.fft
+                .process_with_scratch(&mut self.frame, &mut self.spectrum, &mut self.scratch)
+                .expect("FFT buffers are sized by the plan");
+            for (p, c) in power.iter_mut().zip(&self.spectrum) {
+                *p = c.re * c.re + c.im * c.im;
+            }
+            for filter in &self.filters {
+                let energy: f64 = filter
+                    .weights
+                    .iter()
+                    .zip(&power[filter.first..])
+                    .map(|(w, p)| w * p)
+                    .sum();
+                out.push(energy as f32);
+            }
+        }
+        out
+    }
+}
+
 fn hz_to_mel(f: f64) -> f64 {
     if f < 1000.0 {
         f / (200.0 / 3.0)
@@ -305,5 +386,30 @@ mod tests {
         let mut mel = LogMel::new(80);
         let err = mel.compute(&vec![0.0; WINDOW_SAMPLES + 1]).unwrap_err();
         assert!(matches!(err, AsrError::WindowTooLong { .. }));
+    }
+
+    #[test]
+    fn mel_power_has_centred_frames_and_a_tone_in_its_filter() {
+        let mut mel = MelPower::new(40);
+        assert!(mel.compute(&[0.1; 150]).is_empty());
+        let tone: Vec<f32> = (0..16_000)
+            .map(|n| (2.0 * std::f32::consts::PI * 1000.0 * n as f32 / 16_000.0).sin() * 0.5)
+            .collect();
+        let out = mel.compute(&tone);
+        assert_eq!(out.len(), (1 + 16_000 / HOP) * 40);
+        let filters = slaney_filters(40);
+        let bin = 1000 * N_FFT / SAMPLE_RATE; // 25
+        let mid = &out[50 * 40..51 * 40];
+        let peak = (0..40).max_by(|&a, &b| mid[a].total_cmp(&mid[b])).unwrap();
+        let f = &filters[peak];
+        assert!(
+            f.first <= bin && bin < f.first + f.weights.len(),
+            "peak in filter {peak}"
+        );
+        // Power, not log: twice the amplitude is four times the energy.
+        let loud: Vec<f32> = tone.iter().map(|x| x * 2.0).collect();
+        let louder = mel.compute(&loud);
+        let ratio = louder[50 * 40 + peak] / mid[peak];
+        assert!((ratio - 4.0).abs() < 1e-3, "{ratio}");
     }
 }

@@ -19,6 +19,7 @@ mod error;
 pub mod guard;
 pub mod mel;
 pub mod runtime;
+pub mod speaker;
 pub mod vad;
 pub mod whisper;
 pub mod window;
@@ -35,8 +36,11 @@ pub use whisper::DecodeOptions;
 pub use window::WindowParams;
 
 use mel::SAMPLE_RATE;
+use speaker::SpeakerEncoder;
 use vad::{FRAME, Segmenter, SileroVad};
 use whisper::Whisper;
+
+use crate::speakers::Voiceprint;
 
 /// A language the pipeline transcribes. Detection chooses among these only: the recordings
 /// are Russian or English, and a wrong guess among 99 languages (Ukrainian for Russian) costs
@@ -88,6 +92,9 @@ pub struct Segment {
     pub start_ms: u64,
     pub end_ms: u64,
     pub text: String,
+    /// The speaker encoder's embedding of the segment's audio (when the encoder runs and the
+    /// segment is long enough to carry a voice).
+    pub voice: Option<Voiceprint>,
 }
 
 /// Speech VAD heard that no transcribed text covers, in milliseconds from the start of the
@@ -147,6 +154,8 @@ pub struct Timings {
     pub passes: usize,
     pub redecoded: usize,
     pub fallbacks: usize,
+    /// The speaker encoder.
+    pub speaker_ms: f32,
 }
 
 /// The result of a run.
@@ -214,6 +223,9 @@ pub struct AsrConfig {
     pub prompt: Option<String>,
     /// Words and names Whisper should know, before the prompt (`VOX_ASR_VOCABULARY`).
     pub vocabulary: Vec<String>,
+    /// Give every segment a voiceprint for telling speakers apart (`VOX_ASR_SPEAKERS`,
+    /// default on; needs `speaker/resemblyzer.onnx` under `models_dir`).
+    pub speakers: bool,
 }
 
 impl AsrConfig {
@@ -229,6 +241,7 @@ impl AsrConfig {
             window: WindowParams::default(),
             prompt: None,
             vocabulary: Vec::new(),
+            speakers: true,
         }
     }
 
@@ -246,6 +259,7 @@ impl AsrConfig {
 pub struct Transcriber {
     whisper: Whisper,
     vad: SileroVad,
+    speaker: Option<SpeakerEncoder>,
     config: AsrConfig,
     model_id: String,
     /// The vocabulary and the prompt as tokens, built once.
@@ -269,6 +283,14 @@ impl Transcriber {
                 .join("vad")
                 .join("silero_vad_16k_op15.onnx"),
         )?;
+        let speaker = if config.speakers {
+            Some(SpeakerEncoder::open(
+                &env,
+                &config.models_dir.join(speaker::MODEL_FILE),
+            )?)
+        } else {
+            None
+        };
         let whisper_dir = config.models_dir.join(&config.whisper_model);
         let whisper = Whisper::open(&env, &whisper_dir, config.threads, config.decode.clone())?;
         let model_id = format!("whisper-{}-int8-onnx", whisper.info().name);
@@ -290,6 +312,7 @@ impl Transcriber {
         Ok(Self {
             whisper,
             vad,
+            speaker,
             config,
             model_id,
             prompt,
@@ -541,16 +564,26 @@ where
         let at_ms = |x: usize| self.offset_ms + samples_to_ms(start + x as u64);
         let mut segments = Vec::new();
         let mut floor = start_ms;
+        let speaker_started = std::time::Instant::now();
         for s in &text.segments {
             let s_ms = at_ms(s.start).clamp(floor, end_ms);
             let e_ms = at_ms(s.end).clamp(s_ms, end_ms);
             floor = e_ms;
+            let voice = match t.speaker.as_mut() {
+                Some(encoder) => {
+                    let piece = &audio[s.start.min(audio.len())..s.end.clamp(s.start, audio.len())];
+                    encoder.voiceprint(piece)?
+                }
+                None => None,
+            };
             segments.push(Segment {
                 start_ms: s_ms,
                 end_ms: e_ms,
                 text: s.text.clone(),
+                voice,
             });
         }
+        let speaker_ms = speaker_started.elapsed().as_secs_f32() * 1000.0;
         let uncovered: Vec<Uncovered> = text
             .uncovered
             .iter()
@@ -570,6 +603,7 @@ where
         timings.passes += text.passes;
         timings.redecoded += text.redecoded;
         timings.fallbacks += stats.fallbacks;
+        timings.speaker_ms += speaker_ms;
         self.transcript.speech_ms += speech_ms;
         self.transcript.uncovered.extend(&uncovered);
         tracing::debug!(

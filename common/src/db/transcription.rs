@@ -4,11 +4,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::speakers::SpeakerEvidence;
+
 use super::GenericClient;
 use crate::{Error, Result};
 
 /// One timestamped piece of a transcript.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     pub start_ms: i64,
     pub end_ms: i64,
@@ -16,6 +18,14 @@ pub struct Segment {
     /// `Сотрудник` or `Клиент` once roles are labelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speaker: Option<String>,
+    /// Who speaks, 0, 1, ... in the order they first speak, once voices are told apart
+    /// ([`crate::speakers::diarize`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker_id: Option<i16>,
+    /// The segment's voiceprint: kept in a saved window until the whole recording is
+    /// transcribed and its speakers are found, never stored with the transcript.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<crate::speakers::Voiceprint>,
 }
 
 /// Speech the voice-activity detector heard that no transcribed text covers, in
@@ -88,6 +98,9 @@ pub struct NewTranscription {
     /// How much of the speech the text covers, when the engine measures it.
     #[serde(default)]
     pub coverage: Option<Coverage>,
+    /// The speakers told apart by their voices, and what their turns say of them.
+    #[serde(default)]
+    pub speakers: Option<Vec<SpeakerEvidence>>,
 }
 
 /// A stored transcript.
@@ -105,14 +118,16 @@ pub struct Transcription {
     pub segments: Vec<Segment>,
     /// How much of the speech the text covers (`None`: not measured).
     pub coverage: Option<Coverage>,
+    /// The speakers told apart by their voices (`None`: not told apart).
+    pub speakers: Option<Vec<SpeakerEvidence>>,
 }
 
 const INSERT_BY_RECORDING: &str = "
 WITH ins AS (
     INSERT INTO transcription (transcription_text, audio_file_name, number_audio, recording_id,
                                language, audio_seconds, model_id, text_sha256, transcription_date,
-                               speech_ms, uncovered_ms, uncovered)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12)
+                               speech_ms, uncovered_ms, uncovered, speakers)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12, $13)
     ON CONFLICT (recording_id) DO NOTHING
     RETURNING transcription_id)
 SELECT transcription_id, true FROM ins
@@ -123,8 +138,8 @@ const INSERT_BY_TEXT: &str = "
 WITH ins AS (
     INSERT INTO transcription (transcription_text, audio_file_name, number_audio, recording_id,
                                language, audio_seconds, model_id, text_sha256, transcription_date,
-                               speech_ms, uncovered_ms, uncovered)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12)
+                               speech_ms, uncovered_ms, uncovered, speakers)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()), $10, $11, $12, $13)
     ON CONFLICT ((md5(audio_file_name)), text_sha256) WHERE recording_id IS NULL DO NOTHING
     RETURNING transcription_id)
 SELECT transcription_id, true FROM ins
@@ -134,10 +149,11 @@ WHERE recording_id IS NULL AND md5(audio_file_name) = md5($2) AND audio_file_nam
   AND text_sha256 = $8";
 
 const INSERT_SEGMENTS: &str = "
-INSERT INTO transcription_segment (transcription_id, seq, start_ms, end_ms, text, speaker)
-SELECT $1, s.seq, s.start_ms, s.end_ms, s.text, s.speaker
-FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
-     AS s (seq, start_ms, end_ms, text, speaker)";
+INSERT INTO transcription_segment (transcription_id, seq, start_ms, end_ms, text, speaker,
+                                   speaker_id)
+SELECT $1, s.seq, s.start_ms, s.end_ms, s.text, s.speaker, s.speaker_id
+FROM unnest($2::int[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::smallint[])
+     AS s (seq, start_ms, end_ms, text, speaker, speaker_id)";
 
 /// Stores a transcription with its segments, or finds the one already stored for the same
 /// recording (or, without a recording, the same file name and text). Returns its id and
@@ -165,7 +181,16 @@ pub async fn get_or_create(
             field: "uncovered",
             reason: e.to_string(),
         })?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+    let speakers = t
+        .speakers
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| Error::InvalidInput {
+            field: "speakers",
+            reason: e.to_string(),
+        })?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
         &t.text,
         &t.audio_file_name,
         &t.number_audio,
@@ -178,6 +203,7 @@ pub async fn get_or_create(
         &speech_ms,
         &uncovered_ms,
         &uncovered,
+        &speakers,
     ];
     // An empty answer is a concurrent insert committed after our snapshot: look again.
     for _ in 0..8 {
@@ -203,9 +229,13 @@ async fn insert_segments(client: &impl GenericClient, id: i64, segments: &[Segme
     let end: Vec<i64> = segments.iter().map(|s| s.end_ms).collect();
     let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
     let speaker: Vec<Option<&str>> = segments.iter().map(|s| s.speaker.as_deref()).collect();
+    let speaker_id: Vec<Option<i16>> = segments.iter().map(|s| s.speaker_id).collect();
     let stmt = client.prepare_cached(INSERT_SEGMENTS).await?;
     client
-        .execute(&stmt, &[&id, &seq, &start, &end, &text, &speaker])
+        .execute(
+            &stmt,
+            &[&id, &seq, &start, &end, &text, &speaker, &speaker_id],
+        )
         .await?;
     Ok(())
 }
@@ -276,7 +306,7 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Transcri
         .prepare_cached(
             "SELECT transcription_id, transcription_text, audio_file_name, number_audio,
                     recording_id, language, audio_seconds, model_id, transcription_date,
-                    speech_ms, uncovered
+                    speech_ms, uncovered, speakers
              FROM transcription WHERE transcription_id = $1",
         )
         .await?;
@@ -285,7 +315,7 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Transcri
     };
     let seg_stmt = client
         .prepare_cached(
-            "SELECT start_ms, end_ms, text, speaker FROM transcription_segment
+            "SELECT start_ms, end_ms, text, speaker, speaker_id FROM transcription_segment
              WHERE transcription_id = $1 ORDER BY seq",
         )
         .await?;
@@ -298,8 +328,18 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Transcri
             end_ms: r.get(1),
             text: r.get(2),
             speaker: r.get(3),
+            speaker_id: r.get(4),
+            voice: None,
         })
         .collect();
+    let speakers = row
+        .get::<_, Option<serde_json::Value>>(11)
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| Error::InvalidInput {
+            field: "transcription.speakers",
+            reason: e.to_string(),
+        })?;
     Ok(Some(Transcription {
         id: row.get(0),
         text: row.get(1),
@@ -312,6 +352,7 @@ pub async fn get(client: &impl GenericClient, id: i64) -> Result<Option<Transcri
         date: row.get(8),
         segments,
         coverage: coverage_of(row.get(9), row.get(10))?,
+        speakers,
     }))
 }
 

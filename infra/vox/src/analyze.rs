@@ -180,6 +180,7 @@ fn read_transcript(path: &Path) -> anyhow::Result<Vec<Segment>> {
             end_ms: 0,
             text: l.to_owned(),
             speaker: None,
+            ..Default::default()
         })
         .collect())
 }
