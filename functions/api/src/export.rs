@@ -69,7 +69,14 @@ pub fn markdown(a: &AuditDetail) -> String {
             let at = q
                 .citation
                 .as_ref()
-                .map(|c| format!(" ({}–{})", clock(c.start_ms), clock(c.end_ms)))
+                .map(|c| {
+                    let who = match (&c.speaker, c.speaker_id) {
+                        (Some(role), _) => format!(", {}", role.to_lowercase()),
+                        (None, Some(id)) => format!(", говорящий {}", id + 1),
+                        (None, None) => String::new(),
+                    };
+                    format!(" ({}–{}{who})", clock(c.start_ms), clock(c.end_ms))
+                })
                 .unwrap_or_default();
             let _ = writeln!(out, "- «{}»{at} {mark}", one_line(&q.text));
         }

@@ -40,6 +40,10 @@ enum Command {
         /// Language of the speech; detected (Russian or English) when omitted.
         #[arg(long, value_parser = ["ru", "en"])]
         language: Option<String>,
+        /// The recording is an interview: name each speaker's role (Сотрудник, the one who
+        /// asks; Клиент) from their turns.
+        #[arg(long)]
+        interview: bool,
     },
     /// Run one report type on a transcript with the configured engine (offline unless
     /// VOX_LLM_PROVIDER names a hosted model) and print the report as Markdown.
@@ -143,7 +147,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => cmd_migrate().await,
         Command::Models => cmd_models(),
-        Command::Transcribe { file, language } => transcribe::run(&file, language.as_deref()),
+        Command::Transcribe {
+            file,
+            language,
+            interview,
+        } => transcribe::run(&file, language.as_deref(), interview),
         Command::Analyze {
             transcript,
             transcription,

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use common::db::transcription::{Coverage, Segment, UncoveredSpeech};
+use common::speakers::{self, DiarizeParams, SpeakerEvidence};
 use common::speech::{EngineSettings, WhisperEngine};
 use common::transcribe::SpeechEngine;
 use serde::Serialize;
@@ -25,14 +26,18 @@ struct Output {
     speech_seconds: f64,
     /// Speech no text covers, even after decoding it again on its own.
     uncovered: Vec<UncoveredSpeech>,
+    /// The speakers told apart by voice (each segment's `speaker_id`), with what their turns
+    /// say of them; with `--interview` also the roles (each segment's `speaker`).
+    speakers: Vec<SpeakerEvidence>,
 }
 
-pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
+pub fn run(file: &Path, language: Option<&str>, interview: bool) -> anyhow::Result<()> {
     if !file.is_file() {
         bail!("{} is not a file", file.display());
     }
     let started = Instant::now();
     let settings = EngineSettings::from_env()?;
+    let diarize = DiarizeParams::from_env()?;
     let engine =
         WhisperEngine::load(&settings).context("loading the speech models (run `vox models`)")?;
     let mut segments = Vec::new();
@@ -68,6 +73,7 @@ pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
         segments.extend(window.segments);
         ControlFlow::Continue(())
     })?;
+    let speakers = speakers::label_segments(&mut segments, &diarize, interview);
     let text = common::db::transcription::text_of(&segments);
     let coverage = Coverage::new(speech_ms, uncovered);
     if coverage.uncovered_ms > 0 {
@@ -88,6 +94,7 @@ pub fn run(file: &Path, language: Option<&str>) -> anyhow::Result<()> {
         coverage: coverage.coverage,
         speech_seconds: coverage.speech_ms as f64 / 1000.0,
         uncovered: coverage.uncovered,
+        speakers,
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())

@@ -20,8 +20,30 @@ pub struct SegmentView {
     pub start_ms: i64,
     pub end_ms: i64,
     pub text: String,
-    /// `Сотрудник` or `Клиент` once roles are labelled.
+    /// The role, `Сотрудник` or `Клиент`, once roles are known: for interviews decided
+    /// from the speakers' turns (see `speakers`), or labelled by a model.
     pub speaker: Option<String>,
+    /// Who speaks: 0, 1, ... in the order they first speak, when voices were told apart.
+    pub speaker_id: Option<i16>,
+}
+
+/// One speaker told apart by voice, and what their turns say of them: the employee of an
+/// interview is the one who asks (the share of questions), with who opens the conversation
+/// and who speaks in shorter turns as lesser evidence.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SpeakerView {
+    pub speaker_id: i16,
+    /// `Сотрудник` or `Клиент`; `null` when the recording has one speaker or is not an
+    /// interview.
+    pub role: Option<String>,
+    pub turns: usize,
+    pub sentences: usize,
+    /// Of the sentences, questions or interviewer prompts.
+    pub questions: usize,
+    pub speech_ms: i64,
+    pub mean_turn_chars: f64,
+    /// Spoke first.
+    pub opens: bool,
 }
 
 /// A stretch of speech no transcribed text covers.
@@ -78,6 +100,9 @@ pub struct TranscriptionView {
     /// How much of the speech the text covers; `null` when the engine does not measure it
     /// (a hosted speech API) or the transcript predates the measure.
     pub speech_coverage: Option<SpeechCoverageView>,
+    /// The speakers told apart by voice; `null` when they were not (a hosted speech engine,
+    /// or a transcript that predates it).
+    pub speakers: Option<Vec<SpeakerView>>,
 }
 
 #[utoipa::path(
@@ -115,6 +140,20 @@ pub async fn get(
         model_id: t.model_id,
         date: t.date,
         speech_coverage: t.coverage.map(Into::into),
+        speakers: t.speakers.map(|all| {
+            all.into_iter()
+                .map(|e| SpeakerView {
+                    speaker_id: i16::from(e.speaker),
+                    role: e.role.map(|r| r.as_str().to_owned()),
+                    turns: e.turns,
+                    sentences: e.sentences,
+                    questions: e.questions,
+                    speech_ms: e.speech_ms,
+                    mean_turn_chars: e.mean_turn_chars,
+                    opens: e.opens,
+                })
+                .collect()
+        }),
         segments: t
             .segments
             .into_iter()
@@ -125,6 +164,7 @@ pub async fn get(
                 end_ms: s.end_ms,
                 text: s.text,
                 speaker: s.speaker,
+                speaker_id: s.speaker_id,
             })
             .collect(),
     }))
