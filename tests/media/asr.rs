@@ -183,6 +183,8 @@ fn the_language_is_detected_when_not_given() {
 struct Turn {
     start_ms: u64,
     end_ms: u64,
+    /// `S1` or `S2`.
+    speaker: String,
     text: String,
 }
 
@@ -197,6 +199,7 @@ fn dialogue(id: &str) -> (Vec<f32>, Vec<Turn>) {
             Turn {
                 start_ms: f[0].parse().expect("start_ms"),
                 end_ms: f[1].parse().expect("end_ms"),
+                speaker: f[2].to_owned(),
                 text: f[4].to_owned(),
             }
         })
@@ -567,4 +570,77 @@ fn a_vocabulary_teaches_whisper_the_names_it_lists() {
     assert!(!has(&plain, "баумана"), "{}", plain.text());
     assert!(has(&told, "баумана"), "{}", told.text());
     assert_segments_sane(&told.segments, told.audio_ms);
+}
+
+/// The engine's segments as the transcribe stage stores them, speakers told apart.
+fn labelled(t: &Transcript) -> Vec<common::db::transcription::Segment> {
+    let mut segments: Vec<common::db::transcription::Segment> = t
+        .segments
+        .iter()
+        .map(|s| common::db::transcription::Segment {
+            start_ms: s.start_ms as i64,
+            end_ms: s.end_ms as i64,
+            text: s.text.clone(),
+            voice: s.voice.clone(),
+            ..Default::default()
+        })
+        .collect();
+    common::speakers::label_segments(
+        &mut segments,
+        &common::speakers::DiarizeParams::default(),
+        false,
+    );
+    segments
+}
+
+#[test]
+fn two_voices_are_told_apart_and_one_voice_stays_one_speaker() {
+    // S1 asks, S2 answers at length, S1 asks again; S2 is S1's voice pitch-shifted.
+    let (audio, turns) = dialogue("ru_int_hotel_kazan_short");
+    let (t, _) = run(&audio, Some(Lang::Ru));
+    assert!(
+        t.segments.iter().filter(|s| s.voice.is_some()).count() >= 3,
+        "segments of a second or more carry a voice: {:?}",
+        t.segments
+    );
+    let segments = labelled(&t);
+    // Each true speaker's time goes mostly to one id, and the two ids differ.
+    let mut time: std::collections::BTreeMap<(&str, i16), i64> = Default::default();
+    for s in &segments {
+        for turn in &turns {
+            let o = s.end_ms.min(turn.end_ms as i64) - s.start_ms.max(turn.start_ms as i64);
+            if o > 0 {
+                *time
+                    .entry((turn.speaker.as_str(), s.speaker_id.expect("labelled")))
+                    .or_default() += o;
+            }
+        }
+    }
+    let main_id = |who: &str| {
+        let total: i64 = time
+            .iter()
+            .filter(|((w, _), _)| *w == who)
+            .map(|(_, v)| v)
+            .sum();
+        let (id, best) = time
+            .iter()
+            .filter(|((w, _), _)| *w == who)
+            .max_by_key(|(_, v)| **v)
+            .map(|((_, id), v)| (*id, *v))
+            .expect("the speaker was heard");
+        assert!(best * 10 >= total * 8, "{who}: {time:?}");
+        id
+    };
+    assert_ne!(main_id("S1"), main_id("S2"), "{time:?}");
+    assert_eq!(segments[0].speaker_id, Some(0), "the first to speak is 0");
+
+    // A design audit read by one voice.
+    let (audio, _) = dialogue("ru_audit_restaurant_kazan");
+    let (t, _) = run(&audio, Some(Lang::Ru));
+    let segments = labelled(&t);
+    assert!(
+        segments.iter().all(|s| s.speaker_id == Some(0)),
+        "{:?}",
+        segments.iter().map(|s| s.speaker_id).collect::<Vec<_>>()
+    );
 }

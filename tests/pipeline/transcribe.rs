@@ -45,6 +45,7 @@ pub(crate) fn stage(db: &TestDb, aws: &LocalAws, worker: &str) -> Stage {
             default_language: Some("ru".into()),
             tmp_dir: std::env::temp_dir(),
             safety_margin: Duration::from_secs(5),
+            diarize: Default::default(),
         },
         worker: worker.into(),
     }
@@ -371,4 +372,99 @@ async fn speech_the_engine_cannot_transcribe_is_stored_as_uncovered_and_the_reco
         "the guest's turn is reported: {:?}",
         coverage.uncovered
     );
+}
+
+#[tokio::test]
+async fn an_interview_is_stored_with_its_speakers_and_the_roles_their_turns_show() {
+    // Two voices (the second pitch-shifted), six turns 0.3 s apart: the interviewer (S1)
+    // asks, the guest (S2) answers.
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "speakers");
+    let mut metadata = design_metadata();
+    metadata.insert("scenario".into(), "interview".into());
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "interviews/nn.wav",
+            &clip("dialogues/ru_int_gap03.wav"),
+            "audio/wav",
+            &metadata,
+        )
+        .await
+        .unwrap();
+
+    let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
+    let response = transcribe::handle(&stage, event, deadline()).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+
+    let conn = db.pool.get().await.unwrap();
+    let id: i64 = conn
+        .query_one("SELECT transcription_id FROM transcription", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let t = common::db::transcription::get(&conn, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let speakers = t.speakers.expect("speakers stored with the transcript");
+    assert_eq!(speakers.len(), 2, "{speakers:?}");
+    assert_eq!(
+        speakers.iter().filter_map(|s| s.role).collect::<Vec<_>>(),
+        vec![
+            common::speakers::Role::Employee,
+            common::speakers::Role::Client
+        ],
+        "the interviewer speaks first and asks: {speakers:?}"
+    );
+    // Every segment has a speaker and a role; the turns are where the script put them.
+    let tsv = std::fs::read_to_string(clip("dialogues/ru_int_gap03.turns.tsv")).unwrap();
+    let turns: Vec<(i64, i64, &str)> = tsv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(5, '\t').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[3])
+        })
+        .collect();
+    let mut right = 0;
+    for s in &t.segments {
+        assert!(s.speaker_id.is_some() && s.speaker.is_some(), "{s:?}");
+        assert!(s.voice.is_none(), "voiceprints are not kept: {s:?}");
+        let mid = (s.start_ms + s.end_ms) / 2;
+        let truth = turns
+            .iter()
+            .min_by_key(|(a, b, _)| (mid - (a + b) / 2).abs())
+            .map(|t| {
+                if t.2 == "employee" {
+                    "Сотрудник"
+                } else {
+                    "Клиент"
+                }
+            });
+        right += usize::from(s.speaker.as_deref() == truth);
+    }
+    assert!(
+        right * 10 >= t.segments.len() * 8,
+        "{right} of {} segments have their turn's role: {:?}",
+        t.segments.len(),
+        t.segments
+    );
+    // Stored as they are read: the segments' speaker ids come back in the API's order.
+    let ids: Vec<Option<i16>> = conn
+        .query(
+            "SELECT speaker_id FROM transcription_segment WHERE transcription_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        ids.first(),
+        Some(&Some(0)),
+        "the first to speak is speaker 0"
+    );
+    assert!(ids.contains(&Some(1)));
 }

@@ -6,6 +6,7 @@
 //! [`TestDb`] is.
 
 pub mod aws;
+pub mod der;
 pub mod wer;
 
 use std::collections::BTreeMap;
