@@ -5,10 +5,14 @@
 //! 1. the transcript is cut into passages (sentences inside segments; short ones glued to the
 //!    next, long ones cut at a word), each an exact substring of its segment; interviews get
 //!    a role per passage (`roles`: stored segment roles, else a heuristic);
-//! 2. all passages are embedded once per job; a passage's score for a section is
-//!    `cos(E(query), E(passage)) + keyword_weight · min(keywords matched, keyword_cap)`;
+//! 2. all passages are embedded once per job; a passage's score for a section is its best
+//!    cosine with the section's probes (the query, each of its sentences, the title) plus
+//!    `keyword_weight · min(keywords matched, keyword_cap)`, keywords matched by Russian
+//!    morphology (`stem`: Snowball stems, so a guest's «парковку» matches «парковка»);
 //! 3. filters (role, venue anchors), the `min_score` threshold, exclusive assignment within a
-//!    pass and `max_quotes` pick each section's quotes;
+//!    pass (in factor passes a passage also serves every other section whose keywords it
+//!    uses: one statement may support several factors) and `max_quotes` pick each section's
+//!    quotes;
 //! 4. narrative passes are Markdown with verbatim «quotes» and their times; the metrics pass
 //!    applies `[[metrics_rule]]` to what was found and is checked against the pair's schema.
 //!
@@ -36,7 +40,10 @@ mod roles;
 mod rules;
 mod select;
 mod spec;
+mod stem;
 mod text;
+
+pub use stem::{stem, stems};
 
 use roles::Role;
 use spec::{Exclusive, Pair, PassBody, Report, Source, Spec};
@@ -75,6 +82,18 @@ impl std::fmt::Debug for OfflineEngine {
     }
 }
 
+/// One searched section of a report, see [`OfflineEngine::sections`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionInfo {
+    pub pass: i16,
+    /// The id in `sections.toml`, unique within its pass.
+    pub id: String,
+    pub group: Option<String>,
+    pub title: String,
+    /// The metric key the section feeds, if any.
+    pub metric: Option<String>,
+}
+
 /// One passage of the transcript.
 #[derive(Debug, Clone)]
 struct Passage {
@@ -85,6 +104,12 @@ struct Passage {
     /// Byte offset (in the segment) where that sentence starts: a passage cut from a long
     /// sentence starts after it.
     sentence_start: usize,
+}
+
+/// Per passage, its normalized tokens (for venue anchors) and their stems (for keywords).
+struct Words<'w> {
+    tokens: &'w [Vec<String>],
+    stems: &'w [Vec<String>],
 }
 
 /// A job's transcript cut for search.
@@ -117,6 +142,33 @@ impl OfflineEngine {
         format!("offline:{}+sections@{hex}", self.embedder.model_id())
     }
 
+    /// The searched sections of every narrative pass of (report type, building), in report
+    /// order, as the Markdown shows them: a section with a group is `### title` under
+    /// `## group`, one without is `## title`. Empty for a pair the catalog does not have.
+    pub fn sections(&self, report_type: &str, building: &str) -> Vec<SectionInfo> {
+        let Some(pair) = self.spec.pair(report_type, building) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for pass in &pair.passes {
+            let PassBody::Narrative(report) = &pass.body else {
+                continue;
+            };
+            for s in &report.sections {
+                if matches!(s.source, Source::Search(_)) {
+                    out.push(SectionInfo {
+                        pass: pass.number,
+                        id: s.id.clone(),
+                        group: s.group.clone(),
+                        title: s.title.clone(),
+                        metric: s.metric.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Every pass of the job's (report type, building), in catalog order: narratives as
     /// Markdown, the metrics pass as pretty-printed JSON (and as a value) that matches the
     /// pair's schema. The same job always gives the same bytes.
@@ -146,6 +198,10 @@ impl OfflineEngine {
             .iter()
             .map(|p| text::tokens(transcript.text(&p.span)))
             .collect();
+        let stems: Vec<Vec<String>> = tokens
+            .iter()
+            .map(|t| t.iter().map(|w| stem::stem_token(w)).collect())
+            .collect();
         let note = (interview && transcript.heuristic_roles).then_some(ROLE_NOTE);
 
         let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(pair.passes.len());
@@ -153,8 +209,12 @@ impl OfflineEngine {
         for pass in &pair.passes {
             match &pass.body {
                 PassBody::Narrative(report) => {
+                    let words = Words {
+                        tokens: &tokens,
+                        stems: &stems,
+                    };
                     let found =
-                        self.find(pair, report, &outcomes, &transcript, &vectors, &tokens, job);
+                        self.find(pair, report, &outcomes, &transcript, &vectors, &words, job);
                     let quote = |p: usize| {
                         let span = &transcript.passages[p].span;
                         (transcript.text(span), job.segments[span.seg].start_ms)
@@ -308,10 +368,11 @@ impl OfflineEngine {
         earlier: &[Vec<Outcome>],
         transcript: &Transcript<'_>,
         vectors: &[Vec<f32>],
-        tokens: &[Vec<String>],
+        words: &Words<'_>,
         job: &JobInput,
     ) -> Vec<Outcome> {
         let d = &self.spec.defaults;
+        let tokens = words.tokens;
         let anchored: Vec<bool> = match &report.anchor {
             None => vec![true; transcript.passages.len()],
             Some(anchor) => {
@@ -343,19 +404,29 @@ impl OfflineEngine {
         };
 
         let mut eligible: Vec<Vec<(usize, f64)>> = Vec::with_capacity(report.sections.len());
+        // (section, passage) pairs where the passage matched one of the section's keywords.
+        let mut lexical: std::collections::BTreeSet<(usize, usize)> = Default::default();
         let mut max_quotes = Vec::with_capacity(report.sections.len());
-        for section in &report.sections {
+        for (s, section) in report.sections.iter().enumerate() {
             let mut candidates = Vec::new();
             if let Source::Search(search) = &section.source {
                 for (p, passage) in transcript.passages.iter().enumerate() {
                     if !anchored[p] || search.speaker.is_some_and(|r| passage.role != Some(r)) {
                         continue;
                     }
-                    let hits = text::keyword_hits(&search.keywords, &tokens[p]).min(d.keyword_cap);
-                    let score = f64::from(cosine(&search.query_vector, &vectors[p]))
-                        + d.keyword_weight * hits as f64;
+                    let hits =
+                        text::keyword_hits(&search.keywords, &words.stems[p]).min(d.keyword_cap);
+                    let meaning = search
+                        .query_vectors
+                        .iter()
+                        .map(|q| cosine(q, &vectors[p]))
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    let score = f64::from(meaning) + d.keyword_weight * hits as f64;
                     if score >= d.min_score {
                         candidates.push((p, score));
+                        if hits > 0 {
+                            lexical.insert((s, p));
+                        }
                     }
                 }
                 max_quotes.push(search.max_quotes);
@@ -364,11 +435,15 @@ impl OfflineEngine {
             }
             eligible.push(candidates);
         }
+        let exclusive = report.exclusive.unwrap_or(d.exclusive);
+        let shared =
+            |s: usize, p: usize| exclusive == Exclusive::Keywords && lexical.contains(&(s, p));
         let chosen = select::assign(
             &eligible,
             &max_quotes,
-            d.exclusive == Exclusive::Pass,
+            exclusive != Exclusive::None,
             &transcript.text_ids,
+            &shared,
         );
 
         report

@@ -114,10 +114,10 @@ mod tests {
             metric: None,
             source: Source::Search(Search {
                 speaker: None,
-                query: String::new(),
                 keywords: Vec::new(),
                 max_quotes: 3,
-                query_vector: Vec::new(),
+                probes: Vec::new(),
+                query_vectors: Vec::new(),
             }),
         }
     }
@@ -144,6 +144,7 @@ mod tests {
         let report = Report {
             title: "Отчёт".into(),
             render_empty: RenderEmpty::Mark,
+            exclusive: None,
             anchor: None,
             sections: vec![
                 section(Some("1. Фасад"), "1.1. Вход"),
@@ -171,6 +172,7 @@ mod tests {
         let report = Report {
             title: "Факторы".into(),
             render_empty: RenderEmpty::Omit,
+            exclusive: None,
             anchor: None,
             sections: vec![
                 section(Some("Локация"), "Транспорт"),
@@ -201,6 +203,7 @@ mod tests {
         let report = Report {
             title: "Неисследованные".into(),
             render_empty: RenderEmpty::Mark,
+            exclusive: None,
             anchor: None,
             sections: vec![a, b],
         };

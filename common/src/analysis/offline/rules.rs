@@ -196,10 +196,10 @@ mod tests {
             metric: Some(metric.to_owned()),
             source: Source::Search(Search {
                 speaker: None,
-                query: String::new(),
                 keywords: Vec::new(),
                 max_quotes: 3,
-                query_vector: Vec::new(),
+                probes: Vec::new(),
+                query_vectors: Vec::new(),
             }),
         }
     }
@@ -219,6 +219,7 @@ mod tests {
             body: PassBody::Narrative(Report {
                 title: String::new(),
                 render_empty: RenderEmpty::Mark,
+                exclusive: None,
                 anchor: None,
                 sections,
             }),

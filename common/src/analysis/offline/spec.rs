@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::roles::Role;
 use super::rules::leaves;
+use super::stem::stem;
 use super::text::normalize;
 use crate::analysis::catalog::{Catalog, PromptKind};
 use crate::embed::Embedder;
@@ -46,6 +47,10 @@ pub(crate) struct Defaults {
 pub(crate) enum Exclusive {
     /// Each passage goes to at most one section of a pass, the one where it scores highest.
     Pass,
+    /// A passage goes to the section where it scores highest and also to every other
+    /// section where it qualifies and matches at least one of that section's keywords: one
+    /// statement («читаю отзывы про завтраки») may support several factors.
+    Keywords,
     /// A passage may be quoted by every section where it qualifies.
     None,
 }
@@ -68,6 +73,8 @@ struct RawReport {
     title: String,
     render_empty: RenderEmpty,
     speaker: Option<Role>,
+    /// Overrides `defaults.exclusive` for this pass.
+    exclusive: Option<Exclusive>,
     #[serde(default)]
     anchor_tokens: Vec<String>,
     #[serde(default)]
@@ -196,6 +203,8 @@ pub(crate) enum PassBody {
 pub(crate) struct Report {
     pub title: String,
     pub render_empty: RenderEmpty,
+    /// `exclusive` of this pass, else `defaults.exclusive`.
+    pub exclusive: Option<Exclusive>,
     pub anchor: Option<Anchor>,
     pub sections: Vec<Section>,
 }
@@ -210,7 +219,6 @@ pub(crate) struct Anchor {
 
 #[derive(Debug)]
 pub(crate) struct Section {
-    #[allow(dead_code)] // identifies the section in errors and tests
     pub id: String,
     pub group: Option<String>,
     pub title: String,
@@ -232,12 +240,16 @@ pub(crate) enum Source {
 pub(crate) struct Search {
     /// The section's speaker, or else the report's.
     pub speaker: Option<Role>,
-    pub query: String,
-    /// Normalized stems.
+    /// Snowball stems of the keywords, each once.
     pub keywords: Vec<String>,
     pub max_quotes: usize,
-    /// E(query), filled by [`Spec::embed_queries`].
-    pub query_vector: Vec<f32>,
+    /// What a passage is compared with: the query, each of its sentences when it has
+    /// several, and the section's title. A guest's short sentence is often nearer one
+    /// sentence of the query, or the title, than the whole query.
+    pub probes: Vec<String>,
+    /// E(probe) for every probe, filled by [`Spec::embed_queries`]; a passage's meaning score
+    /// is its best cosine with them.
+    pub query_vectors: Vec<Vec<f32>>,
 }
 
 impl Spec {
@@ -263,19 +275,22 @@ impl Spec {
                         Source::Complement { .. } => None,
                     })
                     .collect();
-                let queries: Vec<&str> = searches.iter().map(|s| s.query.as_str()).collect();
-                let vectors = embedder.embed(&queries)?;
-                if vectors.len() != searches.len() {
+                let probes: Vec<&str> = searches
+                    .iter()
+                    .flat_map(|s| s.probes.iter().map(String::as_str))
+                    .collect();
+                let mut vectors = embedder.embed(&probes)?.into_iter();
+                if vectors.len() != probes.len() {
                     return Err(Error::Engine {
                         reason: format!(
                             "the embedder returned {} vectors for {} queries",
                             vectors.len(),
-                            searches.len()
+                            probes.len()
                         ),
                     });
                 }
-                for (search, vector) in searches.iter_mut().zip(vectors) {
-                    search.query_vector = vector;
+                for search in &mut searches {
+                    search.query_vectors = vectors.by_ref().take(search.probes.len()).collect();
                 }
             }
         }
@@ -468,12 +483,27 @@ fn compile_report(
                 if max_quotes == 0 {
                     return Err(broken(format!("{at}: max_quotes must be at least 1")));
                 }
+                let mut probes = vec![query.clone()];
+                let sentences = super::text::sentences(0, &query);
+                if sentences.len() > 1 {
+                    probes.extend(sentences.iter().map(|s| query[s.start..s.end].to_owned()));
+                }
+                probes.push(s.title.clone());
                 Source::Search(Search {
                     speaker: s.speaker.or(raw.speaker),
-                    query,
-                    keywords: s.keywords.iter().map(|k| normalize(k.trim())).collect(),
+                    probes,
+                    keywords: {
+                        let mut stems: Vec<String> = Vec::with_capacity(s.keywords.len());
+                        for k in &s.keywords {
+                            let k = stem(k);
+                            if !k.is_empty() && !stems.contains(&k) {
+                                stems.push(k);
+                            }
+                        }
+                        stems
+                    },
                     max_quotes,
-                    query_vector: Vec::new(),
+                    query_vectors: Vec::new(),
                 })
             }
         };
@@ -496,6 +526,7 @@ fn compile_report(
     Ok(Report {
         title: raw.title,
         render_empty: raw.render_empty,
+        exclusive: raw.exclusive,
         anchor,
         sections,
     })

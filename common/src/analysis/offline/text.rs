@@ -173,11 +173,12 @@ pub(crate) fn tokens(s: &str) -> Vec<String> {
     out
 }
 
-/// How many of `keywords` (normalized stems) start at least one of `tokens`.
-pub(crate) fn keyword_hits(keywords: &[String], tokens: &[String]) -> usize {
+/// How many of `keywords` (Snowball stems) match at least one of `stems` (the stems of a
+/// passage's tokens), see [`super::stem::keyword_matches`].
+pub(crate) fn keyword_hits(keywords: &[String], stems: &[String]) -> usize {
     keywords
         .iter()
-        .filter(|k| tokens.iter().any(|t| t.starts_with(k.as_str())))
+        .filter(|k| stems.iter().any(|t| super::stem::keyword_matches(k, t)))
         .count()
 }
 
@@ -281,14 +282,18 @@ mod tests {
     }
 
     #[test]
-    fn a_keyword_matches_the_start_of_any_token_once() {
-        let toks = tokens("Отзывы читаю всегда, и рейтинги отзывов тоже");
-        let kws: Vec<String> = ["отзыв", "рейтинг", "звезд", "читаю"]
+    fn a_keyword_matches_any_inflection_of_a_token_once() {
+        use super::super::stem::{stem, stems};
+        let toks = stems("Отзывы читаю всегда, и рейтинги отзывов тоже, а парковку искал долго");
+        let kws: Vec<String> = ["отзыв", "рейтинг", "звезд", "читаю", "парковка"]
             .into_iter()
-            .map(String::from)
+            .map(stem)
             .collect();
-        assert_eq!(keyword_hits(&kws, &toks), 3);
-        assert_eq!(keyword_hits(&["ейтинг".to_owned()], &toks), 0);
+        assert_eq!(keyword_hits(&kws, &toks), 4);
+        assert_eq!(keyword_hits(&[stem("ейтинг")], &toks), 0);
+        // A stem of two letters matches only itself.
+        assert_eq!(keyword_hits(&[stem("еда")], &stems("единственный")), 0);
+        assert_eq!(keyword_hits(&[stem("еда")], &stems("еду")), 1);
     }
 
     #[test]
