@@ -84,7 +84,7 @@ fn seg(i: i64, text: &str) -> Segment {
         start_ms: i * 7_000,
         end_ms: i * 7_000 + 6_500,
         text: text.to_owned(),
-        speaker: None,
+        ..Segment::default()
     }
 }
 
