@@ -85,3 +85,92 @@ async fn requested_report_types_are_honoured_and_invalid_ones_named() {
         .to_string();
     assert!(err.contains("Ревизия"), "{err}");
 }
+
+/// Three workers finish the three jobs of one recording at the same moment, each in its own
+/// transaction; the last to commit must see the others done and settle the recording. Under
+/// READ COMMITTED without a lock on the recording, each saw the others still running and
+/// nobody marked it done (issue 14, item 2). Repeated, because a race needs chances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_of_one_recording_finishing_together_leave_it_done() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use common::db::recording::{self, Claim, ObjectIdentity};
+
+    const LEASE: Duration = Duration::from_secs(600);
+    let db = TestDb::new().await.unwrap();
+    let mut recordings = Vec::new();
+    for round in 0..12 {
+        let conn = db.pool.get().await.unwrap();
+        let object = ObjectIdentity {
+            bucket: "audio".into(),
+            key: format!("race-{round}.ogg"),
+            etag: "e1".into(),
+            version_id: String::new(),
+        };
+        let Claim::Claimed { recording_id, .. } = recording::claim(&conn, &object, "t", LEASE, 5)
+            .await
+            .unwrap()
+        else {
+            panic!("a new recording is claimed")
+        };
+        let mut new = new_transcription(&object.key, "Текст.");
+        new.recording_id = Some(recording_id);
+        let (t, _) = transcription::get_or_create(&conn, &new).await.unwrap();
+        recording::finish_transcription(&conn, recording_id, "t")
+            .await
+            .unwrap();
+        let jobs = analysis_job::create_for_transcription(
+            &conn,
+            Some(recording_id),
+            t,
+            "design",
+            "hotel",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(jobs.len(), 3);
+        for (i, job) in jobs.iter().enumerate() {
+            let claim = analysis_job::claim(&conn, job.analysis_job_id, &format!("w{i}"), LEASE, 5)
+                .await
+                .unwrap();
+            assert!(matches!(claim, analysis_job::JobClaim::Claimed(_)));
+        }
+        drop(conn);
+
+        let start = Arc::new(tokio::sync::Barrier::new(jobs.len()));
+        let workers: Vec<_> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let (pool, start, job_id) = (db.pool.clone(), start.clone(), job.analysis_job_id);
+                tokio::spawn(async move {
+                    let mut conn = pool.get().await.unwrap();
+                    let tx = conn.transaction().await.unwrap();
+                    start.wait().await;
+                    analysis_job::finish(&tx, job_id, &format!("w{i}"), "offline")
+                        .await
+                        .unwrap();
+                    // What a commit over a network costs: the others settle meanwhile.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tx.commit().await.unwrap();
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        recordings.push(recording_id);
+    }
+
+    let conn = db.pool.get().await.unwrap();
+    for recording_id in recordings {
+        let row = recording::get(&conn, recording_id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.last_error),
+            ("done", None),
+            "recording {recording_id}"
+        );
+    }
+}

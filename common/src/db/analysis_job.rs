@@ -312,7 +312,17 @@ pub async fn release(
 
 /// A recording whose jobs are all finished becomes `done`, or `failed` with the failed jobs'
 /// reasons when any of them failed (the reports of the others stay stored and readable).
+///
+/// Jobs of one recording finish in concurrent transactions. Under READ COMMITTED each one's
+/// count saw the others still running, so none settled the recording and it stayed
+/// `analyzing` for good. The recording row is locked first, in the caller's transaction:
+/// settlers queue behind each other, and the next statement's snapshot, taken once the lock
+/// is held, sees every job whose transaction committed before, so the last one settles.
 async fn settle_recording(client: &impl GenericClient, recording_id: i64) -> Result<()> {
+    let lock = client
+        .prepare_cached("SELECT 1 FROM recording WHERE recording_id = $1 FOR UPDATE")
+        .await?;
+    client.execute(&lock, &[&recording_id]).await?;
     let stmt = client
         .prepare_cached(
             "UPDATE recording r
