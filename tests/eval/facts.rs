@@ -194,7 +194,7 @@ pub fn reference_segments(t: &Transcript, dialogues: &Path) -> Result<Vec<Segmen
             _ => (at, at + 70 * said.chars().count() as i64),
         };
         at = end + 600;
-        let role = (t.kind == "interview").then(|| match speaker.as_str() {
+        let role = (t.kind == "interview").then_some(match speaker.as_str() {
             "S1" => "Сотрудник",
             _ => "Клиент",
         });
