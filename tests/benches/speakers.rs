@@ -43,6 +43,9 @@ use vox_tests::der::{DerCounts, der, role_accuracy};
 
 const COLLAR_MS: i64 = 250;
 
+/// Right out of total.
+type Right = (usize, usize);
+
 struct Clip {
     name: String,
     audio: PathBuf,
@@ -58,7 +61,8 @@ struct Row {
     true_speakers: usize,
     found: usize,
     der: DerCounts,
-    roles: Option<((usize, usize), (usize, usize))>,
+    /// Turns with the right role: ours, the text heuristic's.
+    roles: Option<(Right, Right)>,
     encoder_seconds: f64,
 }
 
@@ -202,7 +206,7 @@ fn time_encoder(encoder: &mut SpeakerEncoder, audio: &Path, segments: &[Segment]
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn pooled(rows: &[Row]) -> (DerCounts, ((usize, usize), (usize, usize))) {
+fn pooled(rows: &[Row]) -> (DerCounts, (Right, Right)) {
     let mut d = DerCounts::default();
     let (mut ours, mut anchor) = ((0, 0), (0, 0));
     for r in rows {

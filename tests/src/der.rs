@@ -64,20 +64,19 @@ pub fn der<R: PartialEq + Clone>(
                 names.len() - 1
             }
         };
-        for f in frame(*a)..frame(*b).min(frames) {
-            reference_at[f] = Some(k);
-        }
+        fill(&mut reference_at, frame(*a), frame(*b), Some(k));
         for edge in [*a, *b] {
-            for f in frame(edge - collar_ms)..frame(edge + collar_ms).min(frames) {
-                scored[f] = false;
-            }
+            fill(
+                &mut scored,
+                frame(edge - collar_ms),
+                frame(edge + collar_ms),
+                false,
+            );
         }
     }
     let mut hypothesis_at: Vec<Option<i16>> = vec![None; frames];
     for (a, b, who) in hypothesis {
-        for f in frame(*a)..frame(*b).min(frames) {
-            hypothesis_at[f] = Some(*who);
-        }
+        fill(&mut hypothesis_at, frame(*a), frame(*b), Some(*who));
     }
     // Overlap of every hypothesis speaker with every reference speaker.
     let mut hyp_ids: Vec<i16> = hypothesis.iter().map(|s| s.2).collect();
@@ -110,6 +109,14 @@ pub fn der<R: PartialEq + Clone>(
         }
     }
     c
+}
+
+/// Sets `v[from..to]` (clipped to `v`) to `value`.
+fn fill<T: Clone>(v: &mut [T], from: usize, to: usize, value: T) {
+    let to = to.min(v.len());
+    if from < to {
+        v[from..to].fill(value);
+    }
 }
 
 fn frame(ms: i64) -> usize {
