@@ -56,6 +56,11 @@ const SECTIONS_TOML: &str = include_str!("../../prompts/sections.toml");
 const ROLE_NOTE: &str = "Роли участников определены эвристически, без модели: вопросы и \
 обращения ведущего отнесены к Сотруднику, остальные реплики к Клиенту; возможны ошибки.";
 
+/// Printed under the title of interview reports whose roles came from the speakers' voices and
+/// turns (the transcribe stage, `crate::speakers`).
+const VOICE_ROLE_NOTE: &str = "Роли участников определены по записи: говорящие различены по \
+голосам, Сотрудником считается тот, кто задаёт вопросы; возможны ошибки.";
+
 /// What one section of a pass produced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Outcome {
@@ -121,6 +126,8 @@ struct Transcript<'a> {
     text_ids: Vec<usize>,
     /// Whether some role came from the heuristic rather than from the segments.
     heuristic_roles: bool,
+    /// Whether the roles came with speakers told apart by voice.
+    voice_roles: bool,
 }
 
 impl OfflineEngine {
@@ -202,7 +209,16 @@ impl OfflineEngine {
             .iter()
             .map(|t| t.iter().map(|w| stem::stem_token(w)).collect())
             .collect();
-        let note = (interview && transcript.heuristic_roles).then_some(ROLE_NOTE);
+        let note = match (
+            interview,
+            transcript.heuristic_roles,
+            transcript.voice_roles,
+        ) {
+            (false, _, _) => None,
+            (true, true, _) => Some(ROLE_NOTE),
+            (true, false, true) => Some(VOICE_ROLE_NOTE),
+            (true, false, false) => None,
+        };
 
         let mut outcomes: Vec<Vec<Outcome>> = Vec::with_capacity(pair.passes.len());
         let mut passes = Vec::with_capacity(pair.passes.len());
@@ -333,6 +349,7 @@ impl OfflineEngine {
             passages,
             text_ids,
             heuristic_roles,
+            voice_roles: job.segments.iter().any(|s| s.speaker_id.is_some()),
         }
     }
 

@@ -308,7 +308,7 @@ fn short_sentences_of_different_roles_are_not_glued() {
 }
 
 #[test]
-fn stored_roles_win_and_the_heuristic_note_appears_only_when_it_was_used() {
+fn stored_roles_win_and_the_report_says_how_roles_were_decided() {
     let engine = const_engine();
     let mut segs = segments(INTERVIEW);
     let heuristic = engine
@@ -324,11 +324,31 @@ fn stored_roles_win_and_the_heuristic_note_appears_only_when_it_was_used() {
         .analyze(&job(engine, "links", "non-building", segs))
         .unwrap();
     assert!(!all_text(&labelled).contains(ROLE_NOTE));
+    assert!(!all_text(&labelled).contains(VOICE_ROLE_NOTE));
     assert!(!labelled.passes[0].text.contains('«'));
     assert_eq!(
         labelled.passes[1].metrics.as_ref().unwrap()["количество_выявленных_связок"],
         0
     );
+
+    // Roles that came with speakers told apart by voice: the report says so.
+    let mut voiced = segments(INTERVIEW);
+    for (i, s) in voiced.iter_mut().enumerate() {
+        s.speaker_id = Some((i % 2) as i16);
+        s.speaker = Some(
+            if i % 2 == 0 {
+                "Сотрудник"
+            } else {
+                "Клиент"
+            }
+            .to_owned(),
+        );
+    }
+    let by_voice = engine
+        .analyze(&job(engine, "links", "non-building", voiced))
+        .unwrap();
+    assert!(by_voice.passes[0].text.contains(VOICE_ROLE_NOTE));
+    assert!(!all_text(&by_voice).contains(ROLE_NOTE));
 
     // Design reports never carry the note.
     let design = engine
