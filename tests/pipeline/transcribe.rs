@@ -280,6 +280,100 @@ async fn broken_files_in_a_batch_are_failed_with_reasons_and_do_not_fail_their_n
     );
 }
 
+/// A PCM WAV whose 44-byte header declares `rate` Hz, with a little audio after it.
+fn wav_declaring_rate(rate: u32) -> Vec<u8> {
+    let data: Vec<u8> = (0..32_000u32).map(|i| (i * 37 % 251) as u8).collect();
+    let mut b = Vec::with_capacity(44 + data.len());
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    b.extend_from_slice(&1u16.to_le_bytes()); // mono
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&data);
+    b
+}
+
+/// Issue 14, item 4: a WAV declaring 2^31-1 Hz aborted the worker (8.6 GB for the
+/// resampler) and took its batch with it; one declaring 0 Hz ended `done` with an empty
+/// transcript. Both fail with the header's lie named, and their neighbour is transcribed.
+#[tokio::test]
+async fn wav_headers_declaring_impossible_rates_fail_their_recording_and_not_the_batch() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "w");
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "good.ogg",
+            &clip("ru_03.ogg"),
+            "audio/ogg",
+            &design_metadata(),
+        )
+        .await
+        .unwrap();
+    for (key, rate) in [("huge-rate.wav", 2_147_483_647), ("zero-rate.wav", 0)] {
+        aws.s3
+            .put(
+                &aws.bucket,
+                key,
+                ByteStream::from(wav_declaring_rate(rate)),
+                "audio/wav",
+                &design_metadata(),
+            )
+            .await
+            .unwrap();
+    }
+
+    let response = transcribe::handle(
+        &stage,
+        transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap(),
+        deadline(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let conn = db.pool.get().await.unwrap();
+    let rows = conn
+        .query(
+            "SELECT object_key, status, coalesce(last_error, '') FROM recording ORDER BY object_key",
+            &[],
+        )
+        .await
+        .unwrap();
+    let states: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("good.ogg".into(), "transcribed".into(), String::new()),
+            (
+                "huge-rate.wav".into(),
+                "failed".into(),
+                "the recording cannot be transcribed: the WAV header declares a sample rate of \
+                 2147483647 Hz; expected 1000-384000 Hz"
+                    .into()
+            ),
+            (
+                "zero-rate.wav".into(),
+                "failed".into(),
+                "the recording cannot be transcribed: the WAV header declares a sample rate of 0 Hz; \
+                 expected 1000-384000 Hz"
+                    .into()
+            ),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn malformed_object_metadata_fails_the_recording_naming_the_field() {
     let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());

@@ -1,6 +1,6 @@
 use std::fs::File;
 use std::io::Read;
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, RangeInclusive};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use symphonia::core::packet::Packet;
 use symphonia::core::units::{TimeBase, Timestamp};
 
 use super::SAMPLE_RATE;
-use super::error::AudioError;
+use super::error::{AudioError, HeaderField};
 use super::opus::{OPUS_RATE, OpusHead, OpusStream};
 use super::resample::Resampler;
 use super::sniff::{self, Codec, Container, Content, SNIFF_LEN};
@@ -43,6 +43,16 @@ const MAX_CONCEALED_SHARE: f64 = 0.01;
 const TRUNCATION_MIN_SECONDS: f64 = 0.5;
 /// ...and this share of the announced duration is missing.
 const TRUNCATION_MIN_SHARE: f64 = 0.02;
+/// Sample rates a recording can have; the resampler's memory grows with the rate.
+pub(crate) const SAMPLE_RATES: RangeInclusive<u32> = 1_000..=384_000;
+/// Channel counts a recording can have; decoders size their buffers by it.
+pub(crate) const CHANNELS: RangeInclusive<u64> = 1..=32;
+/// Bits per sample a codec can declare (4-bit ADPCM to 64-bit float).
+pub(crate) const BITS_PER_SAMPLE: RangeInclusive<u64> = 1..=64;
+/// No supported codec stores a second of audio in fewer bytes (FLAC of digital silence at
+/// 8 kHz takes about 24, Opus in DTX a few more): a header declaring more seconds than the
+/// file has bytes for lies.
+pub(crate) const MIN_BYTES_PER_SECOND: u64 = 8;
 /// Decoded from before a resume point so that decoders with memory (MP3's bit reservoir, AAC
 /// and Vorbis overlap, Opus' 80 ms convergence) are settled when the wanted audio starts.
 const PREROLL_SECONDS: f64 = 0.5;
@@ -298,6 +308,24 @@ impl AudioStream {
             }
         }
 
+        if container == Container::Wav
+            && let Some(fmt) = sniff::wav_format(&header)
+        {
+            check_rate(container, fmt.sample_rate)?;
+            check_field(
+                container,
+                HeaderField::Channels,
+                &CHANNELS,
+                fmt.channels.into(),
+            )?;
+            check_field(
+                container,
+                HeaderField::BitsPerSample,
+                &BITS_PER_SAMPLE,
+                fmt.bits_per_sample.into(),
+            )?;
+        }
+
         // A file shorter than its header says is refused before any work is spent on it.
         let declared = match container {
             Container::Mp4 => sniff::declared_mp4_len(&mut file, file_len).map_err(io)?,
@@ -380,6 +408,19 @@ impl AudioStream {
             _ => None,
         }
         .filter(|s| s.is_finite() && *s > 0.0);
+
+        check_params(&params, container)?;
+        if let Some(seconds) = header_seconds
+            && cut.is_none()
+            && !options.accept_truncated
+        {
+            check_field(
+                container,
+                HeaderField::Duration { bytes: file_len },
+                &(0..=file_len / MIN_BYTES_PER_SECOND),
+                seconds.ceil() as u64,
+            )?;
+        }
 
         let (backend, opus_skip) = make_backend(&params, container, channels)?;
 
@@ -578,6 +619,7 @@ impl AudioStream {
             .as_ref()
             .map(|c| c.count() as u16)
             .unwrap_or(0);
+        check_params(&params, container)?;
         let (backend, opus_skip) = make_backend(&params, container, channels)?;
         self.backend = backend;
         self.opus_skip = opus_skip;
@@ -714,9 +756,11 @@ impl AudioStream {
     /// Moves `self.mono` (at `rate`) through the start offset, the resampler and the
     /// `max_seconds` cap into `self.ready`.
     fn emit(&mut self, rate: u32) -> Result<(), AudioError> {
-        if rate == 0 {
+        if self.mono.is_empty() {
             return Ok(());
         }
+        // A decoder reports the rate of each packet, which may differ from the header's.
+        check_rate(self.container(), rate)?;
         if rate != self.rate {
             self.base_seconds = self.position();
             self.frames = 0;
@@ -855,6 +899,56 @@ impl AudioStream {
             source,
         }
     }
+}
+
+/// Refuses a value outside what a recording can have (see the module docs).
+fn check_field(
+    container: Container,
+    field: HeaderField,
+    allowed: &RangeInclusive<u64>,
+    value: u64,
+) -> Result<(), AudioError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(AudioError::ImplausibleHeader {
+            container,
+            field,
+            value,
+        })
+    }
+}
+
+fn check_rate(container: Container, rate: u32) -> Result<(), AudioError> {
+    let allowed = u64::from(*SAMPLE_RATES.start())..=u64::from(*SAMPLE_RATES.end());
+    check_field(container, HeaderField::SampleRate, &allowed, rate.into())
+}
+
+/// Checks what the demuxer read from the track's header, before a decoder is built for it.
+fn check_params(params: &AudioCodecParameters, container: Container) -> Result<(), AudioError> {
+    if let Some(rate) = params.sample_rate {
+        check_rate(container, rate)?;
+    }
+    if let Some(channels) = &params.channels {
+        check_field(
+            container,
+            HeaderField::Channels,
+            &CHANNELS,
+            channels.count() as u64,
+        )?;
+    }
+    for bits in [params.bits_per_sample, params.bits_per_coded_sample]
+        .into_iter()
+        .flatten()
+    {
+        check_field(
+            container,
+            HeaderField::BitsPerSample,
+            &BITS_PER_SAMPLE,
+            bits.into(),
+        )?;
+    }
+    Ok(())
 }
 
 /// The decoder for a track, and (for Opus) how many output frames of encoder delay to drop.

@@ -57,6 +57,15 @@ pub enum AudioError {
         bytes: Option<(u64, u64)>,
     },
 
+    /// The header declares what no recording has (a sample rate of 2^31-1 Hz, no channels):
+    /// refused before a decoder, resampler or buffer is sized by it.
+    #[error("the {container} header declares {}", field.describe(*value))]
+    ImplausibleHeader {
+        container: Container,
+        field: HeaderField,
+        value: u64,
+    },
+
     /// The audio data is damaged beyond what decoding can skip over (see the module docs for
     /// the rule).
     #[error("the {container} file is corrupt{}: {detail}", at_detail(*.at_seconds))]
@@ -70,6 +79,46 @@ pub enum AudioError {
         #[source]
         source: Option<BoxError>,
     },
+}
+
+/// A header value checked against what a real recording can have, before anything is sized
+/// by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderField {
+    SampleRate,
+    Channels,
+    BitsPerSample,
+    /// Seconds of audio, for a file of `bytes`.
+    Duration {
+        bytes: u64,
+    },
+}
+
+impl HeaderField {
+    fn describe(self, value: u64) -> String {
+        use super::decode::{BITS_PER_SAMPLE, CHANNELS, MIN_BYTES_PER_SECOND, SAMPLE_RATES};
+        match self {
+            Self::SampleRate => format!(
+                "a sample rate of {value} Hz; expected {}-{} Hz",
+                SAMPLE_RATES.start(),
+                SAMPLE_RATES.end()
+            ),
+            Self::Channels => format!(
+                "{value} channels; expected {}-{}",
+                CHANNELS.start(),
+                CHANNELS.end()
+            ),
+            Self::BitsPerSample => format!(
+                "{value} bits per sample; expected {}-{}",
+                BITS_PER_SAMPLE.start(),
+                BITS_PER_SAMPLE.end()
+            ),
+            Self::Duration { bytes } => format!(
+                "{value} s of audio in {bytes} bytes; expected at most {} s",
+                bytes / MIN_BYTES_PER_SECOND
+            ),
+        }
+    }
 }
 
 impl AudioError {

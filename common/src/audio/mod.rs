@@ -31,6 +31,12 @@
 //! [`AudioInfo::ended_abruptly`] set. [`DecodeOptions::accept_truncated`] turns the error
 //! off for callers that want whatever is there.
 //!
+//! A header is believed only within what a recording can have: a sample rate of 1-384 kHz,
+//! 1-32 channels, 1-64 bits per sample, and (unless truncation is accepted) at least 8 bytes
+//! of file per declared second. Anything else is [`AudioError::ImplausibleHeader`], before a
+//! decoder, resampler or buffer is sized by it (a WAV declaring 2^31-1 Hz once made the
+//! resampler allocate 8.6 GB; one declaring 0 Hz decoded to nothing without an error).
+//!
 //! Symphonia and `opus-pure` are safe Rust but may panic on hostile input: a decoder panic
 //! is caught and counted as a bad packet (the decoder is reset), a demuxer panic ends
 //! decoding with [`AudioError::Corrupt`].
@@ -47,7 +53,7 @@ mod tests;
 pub use decode::{
     AudioInfo, AudioStream, DecodeOptions, StartMethod, decode_file, decode_file_with, probe_file,
 };
-pub use error::AudioError;
+pub use error::{AudioError, HeaderField};
 pub use sniff::{Codec, Container, Content, Format, SNIFF_LEN, sniff};
 
 /// The sample rate of everything this module delivers.

@@ -502,6 +502,38 @@ impl MpegFrame {
     }
 }
 
+/// What a WAV file's `fmt ` chunk declares, read from the first bytes before any decoder
+/// is built, so that absurd values are refused before anything is sized by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WavFormat {
+    pub channels: u16,
+    pub sample_rate: u32,
+    pub bits_per_sample: u16,
+}
+
+/// The `fmt ` chunk of a RIFF/WAVE header, when it lies within `h`.
+pub(crate) fn wav_format(h: &[u8]) -> Option<WavFormat> {
+    if !(h.starts_with(b"RIFF") && h.get(8..12) == Some(b"WAVE".as_slice())) {
+        return None;
+    }
+    let mut at = 12usize;
+    loop {
+        let id = h.get(at..at + 4)?;
+        let size = u32::from_le_bytes(h.get(at + 4..at + 8)?.try_into().ok()?) as usize;
+        let body = at + 8;
+        if id == b"fmt " {
+            let fmt = h.get(body..body + 16)?;
+            return Some(WavFormat {
+                channels: u16::from_le_bytes([fmt[2], fmt[3]]),
+                sample_rate: u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]),
+                bits_per_sample: u16::from_le_bytes([fmt[14], fmt[15]]),
+            });
+        }
+        // Chunks are padded to an even length.
+        at = body.checked_add(size)?.checked_add(size & 1)?;
+    }
+}
+
 /// How many bytes the header says the audio file has, where the format records it and the
 /// value is believable: the RIFF size of a WAV file, or the byte count of an MP3's Xing/Info
 /// frame. Comparing it with the real size finds truncated uploads before decoding them.

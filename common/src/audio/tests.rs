@@ -430,3 +430,92 @@ fn an_audio_stream_can_move_to_another_thread() {
     assert_send::<AudioStream>();
     assert_send::<AudioError>();
 }
+
+/// A PCM WAV with whatever its header should declare, however absurd: the 44 bytes a hostile
+/// upload can write by hand, and `data` as its audio.
+fn wav_declaring(rate: u32, channels: u16, bits: u16, data: &[u8]) -> Vec<u8> {
+    let block_align = channels.wrapping_mul(bits / 8);
+    let byte_rate = rate.wrapping_mul(u32::from(block_align));
+    let mut b = Vec::with_capacity(44 + data.len());
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&byte_rate.to_le_bytes());
+    b.extend_from_slice(&block_align.to_le_bytes());
+    b.extend_from_slice(&bits.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+/// Issue 14, item 4: a 327 KB WAV declaring 2,147,483,647 Hz made the resampler allocate
+/// 8.6 GB and aborted the worker; one declaring 0 Hz ended `done` with an empty transcript.
+/// Every such header is refused before anything is sized by it, quickly, naming the field.
+#[test]
+fn a_wav_header_declaring_impossible_parameters_is_refused_before_any_allocation() {
+    let pcm: Vec<u8> = (0..32_000u32).map(|i| (i * 37 % 251) as u8).collect();
+    let cases = [
+        (
+            "max-rate.wav",
+            wav_declaring(2_147_483_647, 1, 16, &pcm),
+            "the WAV header declares a sample rate of 2147483647 Hz; expected 1000-384000 Hz",
+        ),
+        (
+            "zero-rate.wav",
+            wav_declaring(0, 1, 16, &pcm),
+            "the WAV header declares a sample rate of 0 Hz; expected 1000-384000 Hz",
+        ),
+        (
+            "low-rate.wav",
+            wav_declaring(1, 1, 16, &pcm),
+            "the WAV header declares a sample rate of 1 Hz; expected 1000-384000 Hz",
+        ),
+        (
+            "no-channels.wav",
+            wav_declaring(16_000, 0, 16, &pcm),
+            "the WAV header declares 0 channels; expected 1-32",
+        ),
+        (
+            "many-channels.wav",
+            wav_declaring(16_000, 65_535, 16, &pcm),
+            "the WAV header declares 65535 channels; expected 1-32",
+        ),
+        (
+            "wide-samples.wav",
+            wav_declaring(16_000, 1, 4_096, &pcm),
+            "the WAV header declares 4096 bits per sample; expected 1-64",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let file = TempFile::new(name, &bytes);
+        let started = std::time::Instant::now();
+        let err = match decode_all(&file.0, &DecodeOptions::default()) {
+            Ok((samples, info)) => format!("decoded {} samples: {info:?}", samples.len()),
+            Err(e) => {
+                assert!(e.is_bad_input(), "{name}: {e:?}");
+                e.to_string()
+            }
+        };
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(err, expected, "{name}");
+    }
+
+    // The highest rate allowed, on a rate prime to 16 kHz (the resampler's worst case), and
+    // an ordinary file still decode.
+    let tone = stereo_tone(383_999, 0.2);
+    let file = TempFile::new("fast.wav", &wav_bytes(383_999, 2, &tone));
+    let (samples, info) = decode_all(&file.0, &DecodeOptions::default()).expect("decodes");
+    assert_eq!((info.source_sample_rate, samples.len()), (383_999, 3_200));
+    let file = TempFile::new("plain.wav", &wav_bytes(8_000, 1, &vec![1_000; 8_000]));
+    let (samples, _) = decode_all(&file.0, &DecodeOptions::default()).expect("decodes");
+    assert_eq!(samples.len(), 16_000);
+}
