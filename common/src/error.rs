@@ -18,6 +18,10 @@ pub enum Error {
     #[error("PostgreSQL request failed")]
     Db(#[from] tokio_postgres::Error),
 
+    /// A request that hung, as one on a connection the network dropped silently does.
+    #[error("PostgreSQL did not answer within {after:?}")]
+    DbTimeout { after: std::time::Duration },
+
     #[error("database migration failed")]
     Migration(#[source] BoxError),
 
@@ -162,6 +166,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Pool(_)
+            | Error::DbTimeout { .. }
             | Error::Injected { .. }
             | Error::LeaseLost { .. }
             | Error::JobLeaseLost { .. }

@@ -18,10 +18,10 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::config::{self, ConfigError};
-use crate::db::PgPool;
 use crate::db::analysis_job::{self, JobMessage};
 use crate::db::recording::{self, Claim, ObjectIdentity, SavedWindow};
 use crate::db::transcription::{self, Coverage, NewTranscription, Segment, UncoveredSpeech};
+use crate::db::{PgPool, Retry};
 use crate::domain::{RecordingMetadata, canonical_building, canonical_scenario};
 use crate::events::ObjectCreated;
 use crate::queue::SqsQueue;
@@ -229,9 +229,18 @@ impl Stage {
                 })
             }
             Err(e) => {
-                // Let the lease go so that the redelivery can start at once.
-                if let Ok(conn) = self.pool.get().await {
-                    let _ = recording::release(&conn, recording_id, &self.worker).await;
+                // Let the lease go so that the redelivery can start at once. The failure may
+                // have been the database dropping connections, so the release gets fresh
+                // ones; when it still fails, the lease expires on its own.
+                let released = self
+                    .pool
+                    .retrying(Retry::LEASE_RELEASE, |conn| async move {
+                        recording::release(&*conn, recording_id, &self.worker).await
+                    })
+                    .await;
+                if let Err(release_error) = released {
+                    warn!(recording_id, error = %crate::error::chain(&release_error),
+                          "could not give the recording's lease up; it expires at its end");
                 }
                 Err(e)
             }

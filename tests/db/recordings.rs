@@ -299,3 +299,117 @@ async fn saved_windows_come_back_in_order_and_only_the_lease_holder_saves() {
             .is_empty()
     );
 }
+
+/// A TCP proxy to the test server whose connections can be cut silently, as a network that
+/// drops them does: bytes stop flowing, nothing is closed, and a client waits for ever.
+/// Connections opened after the cut pass.
+struct SilentCut {
+    port: u16,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl SilentCut {
+    async fn start(target: (String, u16)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let cuts = generation.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = cuts.subscribe();
+                let born = *cut.borrow();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        // The borrow `wait_for` returns is not `Send`: drop it at once.
+                        _ = async { cut.wait_for(|g| *g > born).await.is_ok() } => {
+                            // Hold both ends open and forward nothing.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, generation }
+    }
+
+    fn cut_open_connections(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// Issue 14, item 3: the database dropped the connection during the work, and the lease
+/// release ran on another dead pooled connection with its error ignored, so the lease stayed
+/// until it expired. The release now retries on fresh connections.
+#[tokio::test]
+async fn a_lease_is_released_when_the_pooled_connection_died_silently() {
+    use common::db::{DbConfig, PgPool, Retry};
+    use tokio_postgres::config::Host;
+
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let Claim::Claimed { recording_id, .. } =
+        recording::claim(&conn, &object("cut.ogg"), "w1", LEASE, 5)
+            .await
+            .unwrap()
+    else {
+        panic!()
+    };
+    let Host::Tcp(host) = db.cfg.pg.get_hosts()[0].clone() else {
+        panic!("the test server is reached over TCP")
+    };
+    let proxy = SilentCut::start((host, db.cfg.pg.get_ports()[0])).await;
+    let mut pg = tokio_postgres::Config::new();
+    pg.host("127.0.0.1")
+        .port(proxy.port)
+        .user(db.cfg.pg.get_user().unwrap())
+        .dbname(db.cfg.dbname())
+        .ssl_mode(db.cfg.pg.get_ssl_mode());
+    if let Some(password) = db.cfg.pg.get_password() {
+        pg.password(password);
+    }
+    let worker_pool = PgPool::new(&DbConfig {
+        pg,
+        ca_bundle: None,
+        pool_size: 1,
+    })
+    .unwrap();
+    // The worker's pool holds one idle connection when the network drops it.
+    common::db::ping(&worker_pool.get().await.unwrap())
+        .await
+        .unwrap();
+    proxy.cut_open_connections();
+
+    // What the release did before: the pooled connection, once, hangs.
+    let once = tokio::time::timeout(Duration::from_secs(1), async {
+        let conn = worker_pool.get().await.unwrap();
+        recording::release(&conn, recording_id, "w1").await
+    })
+    .await;
+    assert!(once.is_err(), "a silently dropped connection hangs");
+
+    let started = std::time::Instant::now();
+    worker_pool
+        .retrying(Retry::LEASE_RELEASE, |conn| async move {
+            recording::release(&*conn, recording_id, "w1").await
+        })
+        .await
+        .unwrap();
+
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let expired: bool = conn
+        .query_one(
+            "SELECT lease_until <= now() FROM recording WHERE recording_id = $1",
+            &[&recording_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(expired, "the lease was given up");
+}

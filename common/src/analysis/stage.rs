@@ -23,13 +23,13 @@ use super::chunk::{self, ChunkParams};
 use super::quotes::Verifier;
 use super::{JobInput, PassKind, ReportOutput};
 use crate::config::{self, ConfigError};
-use crate::db::PgPool;
 use crate::db::analysis_job::{self, ClaimedJob, JobClaim, JobMessage};
 use crate::db::audit::{
     self, AuditSubmission, PersistStep, ReportBody, ReportInput, TranscriptionSource,
 };
 use crate::db::chunk::{self as chunk_db, NewChunk};
 use crate::db::transcription::{self, Transcription};
+use crate::db::{PgPool, Retry};
 use crate::domain::{AuditMeta, RecordingMetadata, canonical_building};
 use crate::embed::Embedder;
 use crate::queue::SqsQueue;
@@ -198,14 +198,20 @@ impl Stage {
                 })
             }
             Err(e) => {
-                if let Ok(conn) = self.pool.get().await {
-                    let _ = analysis_job::release(
-                        &conn,
-                        job_id,
-                        &self.worker,
-                        &crate::error::chain(&e),
-                    )
+                // Let the lease go so that the redelivery can start at once. The failure may
+                // have been the database dropping connections, so the release gets fresh
+                // ones; when it still fails, the lease expires on its own.
+                let error = crate::error::chain(&e);
+                let (worker, error) = (self.worker.as_str(), error.as_str());
+                let released = self
+                    .pool
+                    .retrying(Retry::LEASE_RELEASE, |conn| async move {
+                        analysis_job::release(&*conn, job_id, worker, error).await
+                    })
                     .await;
+                if let Err(release_error) = released {
+                    warn!(job_id, error = %crate::error::chain(&release_error),
+                          "could not give the job's lease up; it expires at its end");
                 }
                 Err(e)
             }

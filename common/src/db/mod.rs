@@ -181,6 +181,78 @@ impl PgPool {
     pub async fn get(&self) -> Result<Connection> {
         self.pool.get().await.map_err(Error::Pool)
     }
+
+    /// Runs `op` until it succeeds, each attempt on a connection from the pool, and returns
+    /// the last error when every attempt failed. A connection whose attempt failed or hung is
+    /// taken out of the pool and closed, so the next attempt opens a fresh one: after the
+    /// database dropped a connection, the pool may still hold others from before that are
+    /// just as dead.
+    ///
+    /// `op` gets the connection shared rather than borrowed (a future borrowing it would need
+    /// a higher-ranked bound that callers' futures cannot prove `Send` for); it must not keep
+    /// it.
+    pub async fn retrying<T, F>(&self, retry: Retry, op: impl Fn(Arc<Connection>) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        let mut pause = retry.first_pause;
+        let mut attempt = 1;
+        loop {
+            let timed_out = || Error::DbTimeout {
+                after: retry.per_attempt,
+            };
+            let outcome = match tokio::time::timeout(retry.per_attempt, self.get()).await {
+                Err(_) => Err(timed_out()),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(conn)) => {
+                    let conn = Arc::new(conn);
+                    let outcome = tokio::time::timeout(retry.per_attempt, op(Arc::clone(&conn)))
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out()));
+                    // A connection that failed or hung is closed rather than recycled, so
+                    // the next attempt gets another.
+                    if outcome.is_err()
+                        && let Ok(conn) = Arc::try_unwrap(conn)
+                    {
+                        drop(deadpool_postgres::Object::take(conn));
+                    }
+                    outcome
+                }
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(e) if attempt >= retry.attempts => return Err(e),
+                Err(e) => {
+                    tracing::debug!(attempt, error = %e, "database attempt failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// How hard [`PgPool::retrying`] tries before giving up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    /// Longest wait for a connection, and then for the operation on it: a connection the
+    /// network dropped silently does not fail, it hangs.
+    pub per_attempt: Duration,
+    /// Pause after the first failure, doubled after each next one.
+    pub first_pause: Duration,
+}
+
+impl Retry {
+    /// For giving a lease up after a failure: a few quick tries, under 20 s when every
+    /// connection hangs. The lease expires anyway, so giving up then costs a delay, not a
+    /// recording.
+    pub const LEASE_RELEASE: Self = Self {
+        attempts: 4,
+        per_attempt: Duration::from_secs(2),
+        first_pause: Duration::from_millis(100),
+    };
 }
 
 /// One round trip to the server (a health check).
