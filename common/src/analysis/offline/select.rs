@@ -6,9 +6,9 @@
 ///
 /// With `exclusive`, a passage goes only to the section where it scores highest (the
 /// earlier section on a tie), even if that section then keeps only its best `max_quotes`
-/// and leaves it out, and also to every section `s` for which `shared(s, passage)` holds. Each section keeps its `max_quotes[s]` best passages (the earlier
-/// passage on a tie), one per text (a sentence the transcript repeats is quoted once),
-/// returned in transcript order.
+/// and leaves it out, and also to every section `s` for which `shared(s, passage)` holds.
+/// Each section keeps its `max_quotes[s]` best passages (the earlier passage on a tie), one
+/// per text (a sentence the transcript repeats is quoted once), returned in transcript order.
 pub(crate) fn assign(
     eligible: &[Vec<(usize, f64)>],
     max_quotes: &[usize],
