@@ -124,7 +124,8 @@ async fn an_audit_comes_with_its_text_metrics_and_quotes_cited_in_the_transcript
     assert_eq!(body["quotes"][0]["verified"], true);
     assert_eq!(
         body["quotes"][0]["citation"],
-        serde_json::json!({"first_segment": 0, "last_segment": 0, "start_ms": 0, "end_ms": 4200})
+        serde_json::json!({"first_segment": 0, "last_segment": 0, "start_ms": 0, "end_ms": 4200,
+                           "speaker_id": null, "speaker": null})
     );
     assert_eq!(metrics["kind"], "metrics");
     assert!(metrics["metrics"].is_object());
@@ -247,8 +248,8 @@ async fn a_transcription_comes_with_its_segments() {
     assert_eq!(
         body["segments"],
         serde_json::json!([
-            {"seq": 0, "start_ms": 0, "end_ms": 4200, "text": "Входная группа хорошо освещена.", "speaker": null},
-            {"seq": 1, "start_ms": 4200, "end_ms": 9800, "text": "В лобби слишком шумно.", "speaker": null}
+            {"seq": 0, "start_ms": 0, "end_ms": 4200, "text": "Входная группа хорошо освещена.", "speaker": null, "speaker_id": null},
+            {"seq": 1, "start_ms": 4200, "end_ms": 9800, "text": "В лобби слишком шумно.", "speaker": null, "speaker_id": null}
         ])
     );
     missing.problem(404, "not-found");

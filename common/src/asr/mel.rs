@@ -39,6 +39,17 @@ struct Filter {
     weights: Vec<f64>,
 }
 
+impl Filter {
+    /// The filter's energy in a power spectrum.
+    fn energy(&self, power: &[f64]) -> f64 {
+        self.weights
+            .iter()
+            .zip(&power[self.first..])
+            .map(|(w, p)| w * p)
+            .sum()
+    }
+}
+
 /// How a window shorter than 30 s is filled up to 3000 frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Padding {
@@ -152,13 +163,7 @@ impl LogMel {
                 *p = c.re * c.re + c.im * c.im;
             }
             for (m, filter) in self.filters.iter().enumerate() {
-                let energy: f64 = filter
-                    .weights
-                    .iter()
-                    .zip(&power[filter.first..])
-                    .map(|(w, p)| w * p)
-                    .sum();
-                let l = energy.max(1e-10).log10();
+                let l = filter.energy(&power).max(1e-10).log10();
                 max = max.max(l);
                 self.log_mel[m * N_FRAMES + f] = l;
             }
@@ -257,15 +262,7 @@ impl MelPower {
             for (p, c) in power.iter_mut().zip(&self.spectrum) {
                 *p = c.re * c.re + c.im * c.im;
             }
-            for filter in &self.filters {
-                let energy: f64 = filter
-                    .weights
-                    .iter()
-                    .zip(&power[filter.first..])
-                    .map(|(w, p)| w * p)
-                    .sum();
-                out.push(energy as f32);
-            }
+            out.extend(self.filters.iter().map(|f| f.energy(&power) as f32));
         }
         out
     }
