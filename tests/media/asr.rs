@@ -513,6 +513,8 @@ fn a_model_of_other_dimensions_is_converted_and_read_from_its_own_description() 
     let models = dir.path().join("models");
     std::fs::create_dir_all(&models).expect("models dir");
     std::os::unix::fs::symlink(models_dir().join("vad"), models.join("vad")).expect("vad link");
+    std::os::unix::fs::symlink(models_dir().join("speaker"), models.join("speaker"))
+        .expect("speaker encoder link");
     run_py(&[
         scripts.join("ct2_whisper_to_onnx.py").as_os_str(),
         "--model-bin".as_ref(),
