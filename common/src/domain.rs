@@ -209,6 +209,27 @@ impl RecordingMetadata {
 
     /// Checks the values whose vocabulary is fixed.
     pub fn validate(&self) -> Result<(), MetadataError> {
+        // PostgreSQL text cannot hold U+0000: refused here, naming the field, rather than
+        // failing the write with a database error.
+        let texts = [
+            ("scenario", self.scenario.as_slice()),
+            ("building", self.building.as_slice()),
+            ("report-types", self.report_types.as_slice()),
+            ("employee", self.employee.as_slice()),
+            ("place", self.place.as_slice()),
+            ("zones", self.zones.as_slice()),
+            ("city", self.city.as_slice()),
+            ("client", self.client.as_slice()),
+            ("language", self.language.as_slice()),
+        ];
+        for (field, values) in texts {
+            if values.iter().any(|v| v.contains('\0')) {
+                return Err(MetadataError {
+                    field,
+                    reason: "contains a NUL character (U+0000), which cannot be stored".into(),
+                });
+            }
+        }
         if let Some(s) = self.scenario.as_deref()
             && canonical_scenario(s).is_none()
         {
@@ -337,5 +358,14 @@ mod metadata_tests {
         assert_eq!(parse(&[("city", "%FF%FE")]).unwrap_err().field, "city");
         let err = parse(&[("date", "yesterday")]).unwrap_err().to_string();
         assert!(err.starts_with("metadata field date is not valid"), "{err}");
+        // A NUL byte (percent-encoded, or in a list) names its field instead of failing the
+        // database write.
+        let err = parse(&[("city", "%D0%9A%00")]).unwrap_err();
+        assert_eq!(err.field, "city");
+        assert!(err.reason.contains("NUL"), "{}", err.reason);
+        assert_eq!(
+            parse(&[("zones", "lobby,a%00b")]).unwrap_err().field,
+            "zones"
+        );
     }
 }

@@ -228,3 +228,25 @@ async fn search_answers_and_deep_questions_cite_their_sources() {
         .await
         .problem(403, "forbidden");
 }
+
+#[tokio::test]
+async fn a_nul_character_in_a_filter_or_a_body_is_a_400_naming_the_field() {
+    // PostgreSQL text cannot hold U+0000: refused before any query, not a 500.
+    let app = App::new().await;
+    let listed = app.get("/audits?city=%00", &app.analyst).await;
+    let searched = app
+        .post(
+            "/search",
+            &app.analyst,
+            json!({"query": "шум", "filters": {"city": "Каз\u{0}ань"}}),
+        )
+        .await;
+    // An escaped backslash before `u0000` is text, not a NUL.
+    let literal = app
+        .post("/search", &app.analyst, json!({"query": "путь C:\\u0000"}))
+        .await;
+
+    assert_eq!(listed.problem(400, "validation")["field"], "city");
+    assert_eq!(searched.problem(400, "validation")["field"], "filters.city");
+    literal.problem(503, "search-unavailable");
+}

@@ -48,6 +48,9 @@ where
             ),
             other => Problem::new(Kind::MalformedBody, other.body_text()),
         })?;
+        if let Some(field) = nul_in_json(&bytes) {
+            return Err(Problem::invalid(field, "contains a NUL character (U+0000)"));
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = field_of(e.path());
@@ -85,6 +88,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
         let query = parts.uri.query().unwrap_or_default();
+        // PostgreSQL text cannot hold U+0000: a 400 naming the parameter, not a failed query.
+        if let Some((name, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(_, v)| v.contains('\0'))
+        {
+            return Err(Problem::invalid(
+                name.into_owned(),
+                "contains a NUL character (U+0000)",
+            ));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(QueryParams)
@@ -116,6 +128,51 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
             )),
         }
     }
+}
+
+/// Where a JSON body holds a string with U+0000 (which PostgreSQL text cannot store): the
+/// path of the first such value or key (`filters.city`, `items[2]`), `body` when the body does
+/// not parse. Cheap when there is none: only the bytes are scanned for the `\u0000` escape.
+fn nul_in_json(bytes: &[u8]) -> Option<String> {
+    let escaped = bytes.windows(6).enumerate().any(|(i, w)| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && &w[2..] == b"0000"
+            && bytes[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    });
+    if !escaped {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(v: &serde_json::Value, at: &str) -> Option<String> {
+        let join = |key: &str| {
+            if at.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{at}.{key}")
+            }
+        };
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(if at.is_empty() {
+                "body".into()
+            } else {
+                at.into()
+            }),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &format!("{at}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+                if k.contains('\0') {
+                    Some(join(&k.replace('\0', "\\u0000")))
+                } else {
+                    walk(item, &join(k))
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
 }
 
 fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
