@@ -524,3 +524,20 @@ async fn an_index_built_from_another_database_is_neither_extended_nor_served() {
         manifest.database_id
     );
 }
+
+#[tokio::test]
+async fn an_index_rebuilt_before_any_chunk_takes_the_model_of_the_first_chunks() {
+    // `vox index --rebuild` on an empty database publishes an index that records no model;
+    // the next run must not refuse the first chunks for it.
+    let db = TestDb::new().await.unwrap();
+    let aws = LocalAws::new().await.unwrap();
+    let indexer = indexer(&db, &aws, 3);
+    let empty = published(indexer.run(true).await.unwrap());
+    assert_eq!(empty.embedding_model, "");
+
+    analyze(&db, "interview", "links", "non-building").await;
+    let next = published(indexer.run(false).await.unwrap());
+    assert!(!next.embedding_model.is_empty(), "{next:?}");
+    assert_eq!(nonzero(&next.counts), expected_counts(&db).await);
+    assert_eq!(next.high_water_mark, max_chunk_id(&db).await);
+}

@@ -437,7 +437,10 @@ impl Indexer {
                         ),
                     });
                 }
-                (Some(m.embedding_model.clone()), m.high_water_mark)
+                // An index published before any chunk existed records no model ("" in the
+                // manifest): its first chunks decide it, instead of every later run failing.
+                let model = Some(m.embedding_model.clone()).filter(|m| !m.is_empty());
+                (model, m.high_water_mark)
             }
             _ => (None, 0),
         };
