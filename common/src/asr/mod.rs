@@ -621,6 +621,7 @@ where
             loop_cut = stats.loop_cut,
             encoder_ms = stats.encoder_ms,
             decoder_ms = stats.decoder_ms,
+            speaker_ms,
             "speech window decoded"
         );
         if !uncovered.is_empty() {

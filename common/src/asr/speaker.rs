@@ -41,14 +41,12 @@ pub struct SpeakerEncoder {
 impl SpeakerEncoder {
     pub fn open(env: &ort::environment::Environment, path: &Path) -> Result<Self, AsrError> {
         let session = super::runtime::open_session(env, path, 1)?;
-        for name in ["mels"] {
-            if !session.inputs().iter().any(|i| i.name() == name) {
-                return Err(AsrError::GraphMismatch {
-                    model: "speaker",
-                    tensor: name.into(),
-                    reason: "the graph has no such input; is this resemblyzer.onnx?".into(),
-                });
-            }
+        if !session.inputs().iter().any(|i| i.name() == "mels") {
+            return Err(AsrError::GraphMismatch {
+                model: "speaker",
+                tensor: "mels".into(),
+                reason: "the graph has no such input; is this resemblyzer.onnx?".into(),
+            });
         }
         Ok(Self {
             session,
