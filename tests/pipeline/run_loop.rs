@@ -1,15 +1,17 @@
 //! The local SQS event source mapping (`vox run`) against the emulator: partial batch
-//! failures, dead-letter queues, FIFO order, `--until-idle`, and the real functions.
+//! failures, batch sizes, dead-letter queues, FIFO order, `--until-idle`, SQS outages, and the
+//! real functions.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
 use common::analysis::engines::OfflineReports;
 use serde_json::json;
-use vox::event_source::{Binding, DeadLettered, Mapping, Options};
+use vox::event_source::{Binding, DeadLetterDepth, DeadLettered, Mapping, MappingError, Options};
 use vox_tests::TestDb;
 use vox_tests::aws::{LocalAws, moto_url};
 
@@ -121,6 +123,7 @@ fn failing_bad(seen: Seen) -> impl Fn(SqsEvent) -> std::future::Ready<SqsBatchRe
     }
 }
 
+/// A binding with batches of up to 10 messages (the most SQS hands out).
 fn binding(
     name: &str,
     url: &str,
@@ -129,7 +132,86 @@ fn binding(
     Binding {
         name: name.into(),
         queue_url: url.into(),
+        batch_size: 10,
         handler: Arc::new(handler),
+    }
+}
+
+/// A handler that records the size of every batch and succeeds.
+fn counting(
+    sizes: Arc<Mutex<Vec<usize>>>,
+) -> impl Fn(SqsEvent) -> std::future::Ready<SqsBatchResponse> {
+    move |event: SqsEvent| {
+        sizes.lock().unwrap().push(event.records.len());
+        std::future::ready(SqsBatchResponse::default())
+    }
+}
+
+/// A TCP proxy in front of the emulator that can be taken down: while down it cuts its open
+/// connections and closes new ones at once, so SQS calls through it fail as they do when the
+/// endpoint is unreachable.
+struct Outage {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+    /// Connections closed because the proxy was down.
+    cut: Arc<AtomicUsize>,
+}
+
+impl Outage {
+    async fn proxy() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = moto_url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let cut = Arc::new(AtomicUsize::new(0));
+        let (state, counter) = (up.subscribe(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    continue; // dropped: closed at once
+                }
+                let (mut state, counter, target) = (state.clone(), counter.clone(), target.clone());
+                tokio::spawn(async move {
+                    let mut inbound = inbound;
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        Self { url, up, cut }
+    }
+
+    /// An SQS client that goes through the proxy.
+    async fn client(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&common::aws::local(&self.url).await)
+    }
+
+    fn down(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Brings the proxy back after `after`.
+    fn up_after(&self, after: Duration) {
+        let up = self.up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            up.send_replace(true);
+        });
+    }
+
+    fn cut(&self) -> usize {
+        self.cut.load(Ordering::SeqCst)
     }
 }
 
@@ -252,6 +334,15 @@ async fn a_poison_message_lands_in_the_dead_letter_queue_after_max_receives() {
             count: 1
         }]
     );
+    assert_eq!(
+        summary.dead_letter_at_end,
+        [DeadLetterDepth {
+            queue: "poison".into(),
+            dead_letter_queue: dlq.clone(),
+            count: 1,
+            before: 0
+        }]
+    );
     assert_eq!(bodies_on(&sqs, &dlq).await, ["bad-poison"]);
     let poison: Vec<u32> = seen
         .lock()
@@ -331,6 +422,199 @@ async fn in_a_fifo_queue_what_follows_a_failure_in_its_group_waits() {
 }
 
 #[tokio::test]
+async fn a_binding_with_batch_size_one_gets_one_message_per_batch() {
+    let sqs = client().await;
+    let (url, _) = queue(&sqs, "single", 5, Some(3)).await;
+    send(&sqs, &url, &["1", "2", "3"]).await;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let single = Binding {
+        batch_size: 1,
+        ..binding("single", &url, counting(sizes.clone()))
+    };
+    let mapping = Mapping::new(sqs.clone(), vec![single], quick())
+        .await
+        .unwrap();
+
+    let summary = tokio::time::timeout(Duration::from_secs(60), mapping.run(true, &|_| {}))
+        .await
+        .expect("--until-idle ends")
+        .unwrap();
+
+    assert_eq!(*sizes.lock().unwrap(), [1, 1, 1]);
+    assert_eq!((summary.batches, summary.succeeded), (3, 3));
+    assert_eq!(mapping.describe()[0].batch_size, 1);
+}
+
+#[tokio::test]
+async fn the_batch_size_option_overrides_every_binding() {
+    let sqs = client().await;
+    let (url, _) = queue(&sqs, "capped", 5, Some(3)).await;
+    send(&sqs, &url, &["1", "2", "3", "4", "5"]).await;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let options = Options {
+        batch_size: Some(2),
+        ..quick()
+    };
+    let mapping = Mapping::new(
+        sqs.clone(),
+        vec![binding("capped", &url, counting(sizes.clone()))],
+        options,
+    )
+    .await
+    .unwrap();
+
+    tokio::time::timeout(Duration::from_secs(60), mapping.run(true, &|_| {}))
+        .await
+        .expect("--until-idle ends")
+        .unwrap();
+
+    let sizes = sizes.lock().unwrap().clone();
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 5);
+    assert_eq!(mapping.describe()[0].batch_size, 2);
+}
+
+#[tokio::test]
+async fn dead_letters_from_before_the_run_are_reported_at_its_end() {
+    let sqs = client().await;
+    let (url, dlq) = queue(&sqs, "leftover", 1, Some(2)).await;
+    let dlq = dlq.unwrap();
+    send(&sqs, &dlq, &["bad-from-yesterday"]).await;
+    send(&sqs, &url, &["ok"]).await;
+    let seen = Seen::default();
+    let mapping = Mapping::new(
+        sqs.clone(),
+        vec![binding("leftover", &url, failing_bad(seen.clone()))],
+        quick(),
+    )
+    .await
+    .unwrap();
+
+    let summary = tokio::time::timeout(Duration::from_secs(60), mapping.run(true, &|_| {}))
+        .await
+        .expect("--until-idle ends")
+        .unwrap();
+
+    assert_eq!(summary.succeeded, 1);
+    assert!(
+        summary.dead_lettered.is_empty(),
+        "nothing landed during the run: {summary:?}"
+    );
+    assert_eq!(
+        summary.dead_letter_at_end,
+        [DeadLetterDepth {
+            queue: "leftover".into(),
+            dead_letter_queue: dlq,
+            count: 1,
+            before: 1
+        }]
+    );
+}
+
+#[tokio::test]
+async fn the_idle_check_rides_out_a_short_sqs_outage() {
+    let sqs = client().await;
+    // No dead-letter queue: the idle check is the first call the run makes.
+    let (url, _) = queue(&sqs, "outage", 5, None).await;
+    send(&sqs, &url, &["1", "2"]).await;
+    let outage = Outage::proxy().await;
+    let seen = Seen::default();
+    let mapping = Mapping::new(
+        outage.client().await,
+        vec![binding("outage", &url, failing_bad(seen.clone()))],
+        quick(),
+    )
+    .await
+    .unwrap();
+
+    outage.down();
+    outage.up_after(Duration::from_secs(3));
+    let summary = tokio::time::timeout(Duration::from_secs(90), mapping.run(true, &|_| {}))
+        .await
+        .expect("--until-idle ends")
+        .unwrap();
+
+    assert!(outage.cut() > 0, "the run met the outage");
+    assert_eq!(summary.succeeded, 2);
+    assert_eq!(vox::event_source::depth(&sqs, &url).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_dead_letter_depths_at_the_start_ride_out_a_short_sqs_outage() {
+    let sqs = client().await;
+    let (url, _) = queue(&sqs, "outage-dlq", 5, Some(3)).await;
+    send(&sqs, &url, &["1"]).await;
+    let outage = Outage::proxy().await;
+    let seen = Seen::default();
+    let mapping = Mapping::new(
+        outage.client().await,
+        vec![binding("outage", &url, failing_bad(seen.clone()))],
+        quick(),
+    )
+    .await
+    .unwrap();
+
+    outage.down();
+    outage.up_after(Duration::from_secs(3));
+    let summary = tokio::time::timeout(Duration::from_secs(90), mapping.run(true, &|_| {}))
+        .await
+        .expect("--until-idle ends")
+        .unwrap();
+
+    assert!(outage.cut() > 0, "the run met the outage");
+    assert_eq!(summary.succeeded, 1);
+    assert!(summary.dead_letter_at_end.is_empty(), "{summary:?}");
+}
+
+#[tokio::test]
+async fn a_sustained_sqs_outage_fails_the_run_naming_queue_operation_and_duration() {
+    let sqs = client().await;
+    let (url, _) = queue(&sqs, "gone", 5, None).await;
+    let outage = Outage::proxy().await;
+    let options = Options {
+        outage_limit: Duration::from_secs(2),
+        ..quick()
+    };
+    let seen = Seen::default();
+    let mapping = Mapping::new(
+        outage.client().await,
+        vec![binding("gone", &url, failing_bad(seen.clone()))],
+        options,
+    )
+    .await
+    .unwrap();
+
+    outage.down();
+    let start = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(90), mapping.run(true, &|_| {}))
+        .await
+        .expect("the run gives up")
+        .unwrap_err();
+
+    let MappingError::Outage {
+        operation,
+        queue,
+        failing_for,
+        ..
+    } = &e
+    else {
+        panic!("not an outage: {e:?}");
+    };
+    assert_eq!(
+        (*operation, queue.as_str()),
+        ("GetQueueAttributes", url.as_str())
+    );
+    assert!(*failing_for >= Duration::from_secs(2), "{failing_for:?}");
+    assert!(start.elapsed() >= Duration::from_secs(2));
+    assert!(
+        e.to_string().starts_with(&format!(
+            "SQS GetQueueAttributes on {url} has been failing for "
+        )),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn until_idle_ends_once_a_chain_of_queues_is_drained() {
     let sqs = client().await;
     let (first, _) = queue(&sqs, "first", 5, Some(3)).await;
@@ -372,6 +656,10 @@ async fn until_idle_ends_once_a_chain_of_queues_is_drained() {
 
     assert_eq!(summary.succeeded, 6);
     assert!(summary.dead_lettered.is_empty());
+    assert!(
+        summary.dead_letter_at_end.is_empty(),
+        "empty dead-letter queues: {summary:?}"
+    );
     let mut got: Vec<String> = seen
         .lock()
         .unwrap()

@@ -1,7 +1,8 @@
 //! The local SQS event source mapping: what AWS Lambda does between a queue and a function,
 //! done by `vox run` on one machine (locally nothing else moves messages to functions).
 //!
-//! For each bound queue it long-polls up to a batch of messages, builds the Lambda
+//! For each bound queue it long-polls up to a batch of messages (the binding's
+//! [`Binding::batch_size`], as the deployed mapping's `BatchSize`), builds the Lambda
 //! [`SqsEvent`] from them, invokes the handler in process, and deletes only the messages that
 //! succeeded: the ids in the returned `batchItemFailures` stay on the queue and come back once
 //! their visibility timeout ends, as with `ReportBatchItemFailures`. A response naming an id
@@ -22,6 +23,12 @@
 //! timeout at half-time), so that short local timeouts retry failures quickly without
 //! redelivering a batch that is still being worked on. Lambda needs no such thing because
 //! deployed queues have visibility timeouts of six function timeouts.
+//!
+//! SQS outages: a failed receive is retried a second later, forever, as Lambda's pollers do.
+//! The calls that decide how a run ends (the idle check of `run(until_idle)` and the
+//! dead-letter depths read at its start and end) are retried with a growing backoff too, and
+//! give up only once they have been failing, without a success between, for
+//! [`Options::outage_limit`].
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -53,6 +60,16 @@ pub enum MappingError {
         #[source]
         source: BoxError,
     },
+    /// An SQS request kept failing for longer than [`Options::outage_limit`].
+    #[error("SQS {operation} on {queue} has been failing for {} s", failing_for.as_secs())]
+    Outage {
+        operation: &'static str,
+        queue: String,
+        failing_for: Duration,
+        /// The last failure.
+        #[source]
+        source: BoxError,
+    },
     /// A queue is not usable as configured.
     #[error("queue {queue}: {reason}")]
     Setup { queue: String, reason: String },
@@ -80,6 +97,9 @@ pub struct Binding {
     /// Short name for the console (`transcribe`).
     pub name: String,
     pub queue_url: String,
+    /// Messages per receive and per invocation, 1..=10: the `BatchSize` of the queue's
+    /// deployed event source mapping. [`Options::batch_size`] overrides it.
+    pub batch_size: i32,
     pub handler: Arc<dyn BatchHandler>,
 }
 
@@ -88,6 +108,7 @@ impl std::fmt::Debug for Binding {
         f.debug_struct("Binding")
             .field("name", &self.name)
             .field("queue_url", &self.queue_url)
+            .field("batch_size", &self.batch_size)
             .finish_non_exhaustive()
     }
 }
@@ -95,8 +116,9 @@ impl std::fmt::Debug for Binding {
 /// How the mapping polls.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Messages per batch, 1..=10 (Lambda's default for SQS is 10).
-    pub batch_size: i32,
+    /// Messages per batch for every queue, 1..=10, instead of each binding's
+    /// [`Binding::batch_size`].
+    pub batch_size: Option<i32>,
     /// Long-poll wait of each receive (at most 20 s).
     pub wait: Duration,
     /// Visibility timeout of received messages; `None` keeps the queue's own.
@@ -108,17 +130,22 @@ pub struct Options {
     pub extend_while_running: bool,
     /// How often `run(until_idle)` checks whether everything is done.
     pub idle_check: Duration,
+    /// How long a queue call that decides the end of a run (the idle check, the dead-letter
+    /// depths) may keep failing before the run gives up with [`MappingError::Outage`];
+    /// meanwhile it is retried after 1 s, 2 s, 4 s, ... (at most 10 s).
+    pub outage_limit: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
-            batch_size: 10,
+            batch_size: None,
             wait: Duration::from_secs(20),
             visibility_timeout: None,
             max_receives: None,
             extend_while_running: true,
             idle_check: Duration::from_millis(500),
+            outage_limit: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -144,6 +171,8 @@ pub struct BatchReport {
 pub struct QueueInfo {
     pub name: String,
     pub url: String,
+    /// Messages per batch.
+    pub batch_size: i32,
     pub dead_letter: Option<DeadLetterInfo>,
 }
 
@@ -166,6 +195,18 @@ pub struct DeadLettered {
     pub count: u64,
 }
 
+/// A dead-letter queue that holds messages at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterDepth {
+    /// The binding's name.
+    pub queue: String,
+    pub dead_letter_queue: String,
+    /// Messages in it at the end of the run.
+    pub count: u64,
+    /// Messages in it when the run started.
+    pub before: u64,
+}
+
 /// What a whole run did.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
@@ -173,8 +214,12 @@ pub struct RunSummary {
     pub messages: usize,
     pub succeeded: usize,
     pub failed: usize,
-    /// Growth of each dead-letter queue over the run (only those that grew).
+    /// Growth of each dead-letter queue over the run (only those that grew): the messages
+    /// that landed during the run.
     pub dead_lettered: Vec<DeadLettered>,
+    /// Every dead-letter queue that holds messages at the end, whether they landed during
+    /// the run or were there before it.
+    pub dead_letter_at_end: Vec<DeadLetterDepth>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +236,7 @@ struct Queue {
     arn: String,
     region: String,
     fifo: bool,
+    batch_size: i32,
     visibility: Duration,
     dead_letter: Option<DeadLetter>,
     handler: Arc<dyn BatchHandler>,
@@ -227,20 +273,29 @@ impl Drop for InFlight<'_> {
 
 impl Mapping {
     /// Reads each queue's attributes (ARN, FIFO, visibility timeout, redrive policy) and
-    /// finds its dead-letter queue.
+    /// finds its dead-letter queue. A batch size outside 1..=10 is refused.
     pub async fn new(
         client: aws_sdk_sqs::Client,
         bindings: Vec<Binding>,
         options: Options,
     ) -> Result<Self, MappingError> {
-        if !(1..=10).contains(&options.batch_size) {
+        if let Some(n) = options.batch_size
+            && !(1..=10).contains(&n)
+        {
             return Err(MappingError::Setup {
                 queue: "*".into(),
-                reason: format!("batch size {} is not within 1..=10", options.batch_size),
+                reason: format!("batch size {n} is not within 1..=10"),
             });
         }
         let mut queues = Vec::with_capacity(bindings.len());
         for b in bindings {
+            let batch_size = options.batch_size.unwrap_or(b.batch_size);
+            if !(1..=10).contains(&batch_size) {
+                return Err(MappingError::Setup {
+                    queue: b.queue_url,
+                    reason: format!("batch size {batch_size} is not within 1..=10"),
+                });
+            }
             let attrs = queue_attributes(&client, &b.queue_url, QueueAttributeName::All).await?;
             let setup = |reason: String| MappingError::Setup {
                 queue: b.queue_url.clone(),
@@ -297,6 +352,7 @@ impl Mapping {
                 arn,
                 region,
                 fifo,
+                batch_size,
                 visibility,
                 dead_letter,
                 handler: b.handler,
@@ -317,6 +373,7 @@ impl Mapping {
             .map(|q| QueueInfo {
                 name: q.name.clone(),
                 url: q.url.clone(),
+                batch_size: q.batch_size,
                 dead_letter: q.dead_letter.as_ref().map(|d| DeadLetterInfo {
                     url: d.url.clone(),
                     max_receives: d.max_receives,
@@ -350,7 +407,7 @@ impl Mapping {
             .client
             .receive_message()
             .queue_url(&q.url)
-            .max_number_of_messages(self.options.batch_size)
+            .max_number_of_messages(q.batch_size)
             .wait_time_seconds(wait_s)
             .set_visibility_timeout(self.options.visibility_timeout.map(secs))
             .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -612,6 +669,11 @@ impl Mapping {
     /// Polls every queue until stopped: with `until_idle`, once every queue is empty (nothing
     /// visible, in flight or delayed) and no batch is being handled; otherwise forever.
     /// `on_batch` sees every batch that received something.
+    ///
+    /// The summary has the messages that landed in dead-letter queues during the run and every
+    /// dead-letter queue that holds messages at its end. A failing SQS call (an idle check, a
+    /// dead-letter depth) is retried; the run fails with [`MappingError::Outage`] only once it
+    /// has been failing for [`Options::outage_limit`].
     pub async fn run(
         &self,
         until_idle: bool,
@@ -642,8 +704,8 @@ impl Mapping {
                         Ok(None) => {}
                         Err(e) => {
                             // Like the AWS mapping, keep polling; what was not deleted
-                            // comes back. (With `until_idle`, the idle check still fails
-                            // the run when SQS stays unreachable.)
+                            // comes back. (With `until_idle`, the idle check fails the run
+                            // when SQS stays unreachable for `outage_limit`.)
                             warn!(queue = %q.name, error = %common::error::chain(&e),
                                   "polling failed; retrying in a second");
                             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -657,14 +719,22 @@ impl Mapping {
             if !until_idle {
                 return futures::future::pending::<Result<(), MappingError>>().await;
             }
-            // Two quiet checks in a row: SQS counts are approximate.
+            // Two quiet checks in a row: SQS counts are approximate. A failed check is not a
+            // quiet one; it waits out the outage's backoff before the next.
+            let mut outage = Outage::new(self.options.outage_limit);
             let mut quiet = 0;
             while quiet < 2 {
                 tokio::time::sleep(self.options.idle_check).await;
-                if self.idle().await? {
-                    quiet += 1;
-                } else {
-                    quiet = 0;
+                match self.idle().await {
+                    Ok(idle) => {
+                        outage.recovered();
+                        quiet = if idle { quiet + 1 } else { 0 };
+                    }
+                    Err(e) => {
+                        quiet = 0;
+                        let backoff = outage.failed(e, "the idle check")?;
+                        tokio::time::sleep(backoff).await;
+                    }
                 }
             }
             stop.store(true, Ordering::SeqCst);
@@ -676,9 +746,17 @@ impl Mapping {
         for ((queue, dlq, was), (_, _, now)) in before.into_iter().zip(after) {
             if now > was {
                 summary.dead_lettered.push(DeadLettered {
+                    queue: queue.clone(),
+                    dead_letter_queue: dlq.clone(),
+                    count: now - was,
+                });
+            }
+            if now > 0 {
+                summary.dead_letter_at_end.push(DeadLetterDepth {
                     queue,
                     dead_letter_queue: dlq,
-                    count: now - was,
+                    count: now,
+                    before: was,
                 });
             }
         }
@@ -697,18 +775,130 @@ impl Mapping {
         Ok(self.in_flight.load(Ordering::SeqCst) == 0)
     }
 
+    /// (binding, dead-letter queue URL, depth) of each queue with a dead-letter queue, each
+    /// depth retried through an outage.
     async fn dead_letter_depths(&self) -> Result<Vec<(String, String, u64)>, MappingError> {
         let mut out = Vec::new();
         for q in &self.queues {
             if let Some(dl) = &q.dead_letter {
-                out.push((
-                    q.name.clone(),
-                    dl.url.clone(),
-                    depth(&self.client, &dl.url).await?,
-                ));
+                let n = retrying(
+                    self.options.outage_limit,
+                    "reading a dead-letter queue's depth",
+                    || depth(&self.client, &dl.url),
+                )
+                .await?;
+                out.push((q.name.clone(), dl.url.clone(), n));
             }
         }
         Ok(out)
+    }
+}
+
+/// The first wait after a failed SQS call; each further failure doubles it.
+const OUTAGE_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between two tries during an outage.
+const OUTAGE_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Consecutive failures of SQS calls, to ride out a short outage: each failure waits a growing
+/// backoff before the next try, and a failure `limit` or more after the first of them gives
+/// up. Only [`MappingError::Sqs`] is an outage; other errors give up at once.
+#[derive(Debug)]
+struct Outage {
+    limit: Duration,
+    backoff: Duration,
+    backoff_max: Duration,
+    /// When the current run of failures began.
+    since: Option<Instant>,
+    failures: u32,
+}
+
+impl Outage {
+    fn new(limit: Duration) -> Self {
+        Self::with_backoff(limit, OUTAGE_BACKOFF, OUTAGE_BACKOFF_MAX)
+    }
+
+    fn with_backoff(limit: Duration, backoff: Duration, backoff_max: Duration) -> Self {
+        Self {
+            limit,
+            backoff,
+            backoff_max,
+            since: None,
+            failures: 0,
+        }
+    }
+
+    /// A call succeeded: the next failure starts a new outage.
+    fn recovered(&mut self) {
+        self.since = None;
+        self.failures = 0;
+    }
+
+    /// A call made for `what` failed with `e`: how long to wait before trying again, or the
+    /// error to give up with.
+    fn failed(&mut self, e: MappingError, what: &'static str) -> Result<Duration, MappingError> {
+        let MappingError::Sqs {
+            operation,
+            queue,
+            source,
+        } = e
+        else {
+            return Err(e);
+        };
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let failing_for = since.elapsed();
+        if failing_for >= self.limit {
+            return Err(MappingError::Outage {
+                operation,
+                queue,
+                failing_for,
+                source,
+            });
+        }
+        let doublings = self.failures.min(16);
+        self.failures += 1;
+        let backoff = self
+            .backoff
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
+            // The last try comes when the limit is reached, not a backoff after it.
+            .min(self.limit - failing_for);
+        warn!(%queue, operation, during = what, error = %common::error::chain(&*source),
+              failing_for_s = failing_for.as_secs(), retry_in_ms = backoff.as_millis(),
+              "SQS call failed; retrying");
+        Ok(backoff)
+    }
+}
+
+/// `call` until it succeeds, retried through an outage ([`Outage`]) of at most `limit`.
+async fn retrying<T, F, Fut>(
+    limit: Duration,
+    what: &'static str,
+    call: F,
+) -> Result<T, MappingError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, MappingError>>,
+{
+    retrying_with(Outage::new(limit), what, call).await
+}
+
+async fn retrying_with<T, F, Fut>(
+    mut outage: Outage,
+    what: &'static str,
+    mut call: F,
+) -> Result<T, MappingError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, MappingError>>,
+{
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let backoff = outage.failed(e, what)?;
+                tokio::time::sleep(backoff).await;
+            }
+        }
     }
 }
 
@@ -843,6 +1033,98 @@ mod tests {
         assert_eq!(parse_redrive(&policy).unwrap(), (arn.to_owned(), 5));
         assert!(parse_redrive("{}").is_err());
         assert_eq!(name_of_arn(arn), "vox-transcribe-dlq");
+    }
+
+    fn unreachable(queue: &str) -> MappingError {
+        sqs_error(
+            "GetQueueAttributes",
+            queue,
+            std::io::Error::other("connection refused"),
+        )
+    }
+
+    #[test]
+    fn the_outage_backoff_doubles_up_to_its_cap_and_restarts_after_a_success() {
+        let mut outage = Outage::new(Duration::from_secs(3600));
+        let waits: Vec<u64> = (0..6)
+            .map(|_| outage.failed(unreachable("q"), "test").unwrap().as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 10, 10]);
+        outage.recovered();
+        let next = outage.failed(unreachable("q"), "test").unwrap();
+        assert_eq!(next, Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fails_a_few_times_is_retried_until_it_succeeds() {
+        let calls = AtomicUsize::new(0);
+        let outage = Outage::with_backoff(
+            Duration::from_secs(10),
+            Duration::from_millis(1),
+            Duration::from_millis(4),
+        );
+
+        let got = retrying_with(outage, "test", || {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if n < 3 { Err(unreachable("q")) } else { Ok(n) } }
+        })
+        .await
+        .unwrap();
+
+        assert_eq!(got, 3);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_call_failing_past_the_limit_gives_up_naming_queue_operation_and_duration() {
+        let limit = Duration::from_millis(50);
+        let outage =
+            Outage::with_backoff(limit, Duration::from_millis(5), Duration::from_millis(5));
+
+        let e = retrying_with(outage, "test", || async {
+            Err::<(), _>(unreachable("http://sqs/vox-analyze"))
+        })
+        .await
+        .unwrap_err();
+
+        let MappingError::Outage {
+            operation,
+            queue,
+            failing_for,
+            ..
+        } = &e
+        else {
+            panic!("not an outage: {e:?}");
+        };
+        assert_eq!(
+            (*operation, queue.as_str()),
+            ("GetQueueAttributes", "http://sqs/vox-analyze")
+        );
+        assert!(*failing_for >= limit, "{failing_for:?}");
+        assert_eq!(
+            common::error::chain(&e),
+            "SQS GetQueueAttributes on http://sqs/vox-analyze has been failing for 0 s: connection refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_setup_error_is_not_retried() {
+        let calls = AtomicUsize::new(0);
+
+        let e = retrying(Duration::from_secs(60), "test", || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err::<(), _>(MappingError::Setup {
+                    queue: "q".into(),
+                    reason: "no such binding".into(),
+                })
+            }
+        })
+        .await
+        .unwrap_err();
+
+        assert!(matches!(e, MappingError::Setup { .. }), "{e:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

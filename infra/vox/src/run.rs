@@ -4,7 +4,8 @@
 //! Queues come from the variables the functions themselves read: `VOX_TRANSCRIBE_QUEUE_URL`,
 //! `VOX_ANALYZE_QUEUE_URL`, `VOX_INDEX_QUEUE_URL` (a URL, or a queue name looked up with
 //! GetQueueUrl); a queue that is not set is not polled. Each function is built as its
-//! `main.rs` builds it, once, from the same environment.
+//! `main.rs` builds it, once, from the same environment, and gets batches of the size its
+//! deployed event source mapping has (`BatchSize` in `infra/aws/template.yaml`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -21,16 +22,25 @@ use common::search::Searcher;
 use common::search::answer::{AnswerSettings, Answerer};
 use common::storage::S3Store;
 use common::transcribe::SpeechEngine;
-use vox::event_source::{BatchHandler, BatchReport, Binding, Mapping, Options};
+use vox::event_source::{BatchHandler, BatchReport, Binding, DeadLetterDepth, Mapping, Options};
 
 /// The deployed functions' timeout: how long an invocation may run before Lambda stops it.
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(900);
 
+// The deployed mappings' `BatchSize` (infra/aws/template.yaml; a test below compares them).
+// One recording per transcribe or analyze invocation: a long one uses the whole timeout, and
+// a crash spends a receive of that one message only.
+const TRANSCRIBE_BATCH_SIZE: i32 = 1;
+const ANALYZE_BATCH_SIZE: i32 = 1;
+// One index run serves the whole batch (it reads everything above its high-water mark).
+const INDEX_BATCH_SIZE: i32 = 10;
+
 /// The arguments of `vox run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Exit once every queue is empty and no batch is being handled; non-zero if a message
-    /// landed in a dead-letter queue meanwhile.
+    /// Exit once every queue is empty and no batch is being handled; non-zero if any
+    /// dead-letter queue then holds messages, whether they landed during this run or before
+    /// it. SQS failing meanwhile is retried; the run fails after 5 minutes of failures.
     #[arg(long)]
     pub until_idle: bool,
     /// For queues without a redrive policy: receives after which `vox run` moves a message
@@ -41,9 +51,10 @@ pub struct RunArgs {
     /// long a failed message waits before it is delivered again.
     #[arg(long)]
     pub visibility_timeout: Option<u64>,
-    /// Messages per batch (1-10).
-    #[arg(long, default_value_t = 10)]
-    pub batch_size: i32,
+    /// Messages per batch (1-10) for every queue [default: each queue's deployed BatchSize:
+    /// transcribe 1, analyze 1, index 10].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub batch_size: Option<i32>,
 }
 
 /// Builds the bindings from the environment and runs the mapping.
@@ -86,17 +97,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mapping = Mapping::new(client, bindings, options).await?;
     for q in mapping.describe() {
         let (name, url) = (&q.name, &q.url);
+        let batch = q.batch_size;
         match q.dead_letter {
             Some(d) if d.moved_by_sqs => println!(
-                "{name:<10} {url} (dead letters to {} after {} receives)",
+                "{name:<10} {url} (batches of {batch}; dead letters to {} after {} receives)",
                 d.url, d.max_receives
             ),
             Some(d) => println!(
-                "{name:<10} {url} (no redrive policy: vox moves messages to {} after {} receives)",
+                "{name:<10} {url} (batches of {batch}; no redrive policy: vox moves messages to {} after {} receives)",
                 d.url, d.max_receives
             ),
             None => println!(
-                "{name:<10} {url} (no dead-letter queue: a poison message is retried forever)"
+                "{name:<10} {url} (batches of {batch}; no dead-letter queue: a poison message is retried forever)"
             ),
         }
     }
@@ -107,20 +119,33 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         "idle: {} batches, {} messages, {} ok, {} failed deliveries",
         summary.batches, summary.messages, summary.succeeded, summary.failed
     );
-    if !summary.dead_lettered.is_empty() {
+    if !summary.dead_letter_at_end.is_empty() {
         let which: Vec<String> = summary
-            .dead_lettered
+            .dead_letter_at_end
             .iter()
-            .map(|d| {
-                format!(
-                    "{} message(s) from {} landed in {}",
-                    d.count, d.queue, d.dead_letter_queue
-                )
-            })
+            .map(dead_letter_line)
             .collect();
-        anyhow::bail!("{}", which.join("; "));
+        anyhow::bail!(
+            "poison messages in dead-letter queues: {}",
+            which.join("; ")
+        );
     }
     Ok(())
+}
+
+/// `2 message(s) in vox-transcribe-dlq (1 from before this run)`.
+fn dead_letter_line(d: &DeadLetterDepth) -> String {
+    let name = d
+        .dead_letter_queue
+        .rsplit('/')
+        .next()
+        .unwrap_or(&d.dead_letter_queue);
+    // A queue drained by hand during the run holds at most what it holds now from before.
+    let before = d.before.min(d.count);
+    format!(
+        "{} message(s) in {name} ({before} from before this run)",
+        d.count
+    )
 }
 
 /// What a function's wrapper learned about its batch (the recordings' status), per queue,
@@ -214,7 +239,7 @@ fn transcribe_binding(
         let stage = Arc::clone(&stage);
         async move { transcribe::handle_sqs(&stage, event, Instant::now() + FUNCTION_TIMEOUT).await }
     };
-    Ok(binding("transcribe", url, handler))
+    Ok(binding("transcribe", url, TRANSCRIBE_BATCH_SIZE, handler))
 }
 
 fn analyze_binding(
@@ -261,7 +286,7 @@ fn analyze_binding(
             response
         }
     };
-    Ok(binding("analyze", url, handler))
+    Ok(binding("analyze", url, ANALYZE_BATCH_SIZE, handler))
 }
 
 fn index_binding(sdk: &aws_config::SdkConfig, url: String) -> anyhow::Result<Binding> {
@@ -275,13 +300,72 @@ fn index_binding(sdk: &aws_config::SdkConfig, url: String) -> anyhow::Result<Bin
         let indexer = Arc::clone(&indexer);
         async move { index_fn::handle_sqs(&indexer, event).await }
     };
-    Ok(binding("index", url, handler))
+    Ok(binding("index", url, INDEX_BATCH_SIZE, handler))
 }
 
-fn binding(name: &str, queue_url: String, handler: impl BatchHandler + 'static) -> Binding {
+fn binding(
+    name: &str,
+    queue_url: String,
+    batch_size: i32,
+    handler: impl BatchHandler + 'static,
+) -> Binding {
     Binding {
         name: name.to_owned(),
         queue_url,
+        batch_size,
         handler: Arc::new(handler),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The `BatchSize` of the event source mapping of `queue` (a resource name) in the
+    /// deployment template.
+    fn deployed_batch_size(template: &str, queue: &str) -> i32 {
+        let anchor = format!("Queue: !GetAtt {queue}.Arn");
+        let lines: Vec<&str> = template.lines().map(str::trim).collect();
+        // The queue is named in other places too (the bucket's notification); its mapping
+        // is the one with a BatchSize right below.
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l == anchor)
+            .find_map(|(i, _)| {
+                lines[i + 1..]
+                    .iter()
+                    .take(3)
+                    .find_map(|l| l.strip_prefix("BatchSize:"))
+            })
+            .unwrap_or_else(|| panic!("no BatchSize for {queue} in the template"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn default_batch_sizes_are_the_deployed_ones() {
+        let template = include_str!("../../aws/template.yaml");
+        assert_eq!(
+            [TRANSCRIBE_BATCH_SIZE, ANALYZE_BATCH_SIZE, INDEX_BATCH_SIZE],
+            ["TranscribeQueue", "AnalyzeQueue", "IndexQueue"]
+                .map(|q| deployed_batch_size(template, q))
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_line_says_how_many_were_there_before_the_run() {
+        let d = DeadLetterDepth {
+            queue: "transcribe".into(),
+            dead_letter_queue: "http://127.0.0.1:5000/123456789012/vox-transcribe-dlq".into(),
+            count: 2,
+            before: 1,
+        };
+        assert_eq!(
+            dead_letter_line(&d),
+            "2 message(s) in vox-transcribe-dlq (1 from before this run)"
+        );
     }
 }
