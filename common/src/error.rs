@@ -69,6 +69,18 @@ pub enum Error {
         limit: u64,
     },
 
+    /// The object was overwritten after the notification being handled: its version is
+    /// gone, and the newer upload has a notification (and a recording) of its own.
+    #[error(
+        "superseded: s3://{bucket}/{key} was overwritten before it was transcribed (ETag {etag} \
+         is no longer the object's; the newer upload is a recording of its own)"
+    )]
+    Superseded {
+        bucket: String,
+        key: String,
+        etag: String,
+    },
+
     #[error("S3 request for s3://{bucket}/{key} failed")]
     Storage {
         bucket: String,

@@ -2,6 +2,7 @@
 //! direct S3 events. Tolerant of what emulators leave out (sequencer, version, identities),
 //! strict about what we need (bucket, key, ETag).
 
+use chrono::{DateTime, Utc};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
@@ -20,6 +21,9 @@ pub struct ObjectCreated {
     pub version_id: String,
     /// E.g. `ObjectCreated:Put`, `ObjectCreated:CompleteMultipartUpload`.
     pub event_name: String,
+    /// When S3 stored the object (`eventTime`): an upload after its recording failed is a
+    /// re-upload, processed again; a redelivered notification of the first upload is not.
+    pub event_time: Option<DateTime<Utc>>,
 }
 
 /// What one notification body holds.
@@ -43,6 +47,8 @@ struct Body {
 struct Record {
     #[serde(rename = "eventName", default)]
     event_name: String,
+    #[serde(rename = "eventTime", default)]
+    event_time: Option<String>,
     s3: S3Entity,
 }
 
@@ -97,9 +103,41 @@ pub fn parse_notification(json: &str) -> Result<Notification> {
             etag: etag.trim_matches('"').to_owned(),
             version_id: r.s3.object.version_id.unwrap_or_default(),
             event_name: r.event_name,
+            // A time that does not parse is no time: such a notification is never taken for
+            // a re-upload.
+            event_time: r
+                .event_time
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc)),
         });
     }
     Ok(Notification::Objects(objects))
+}
+
+/// The body of an S3 notification naming `object`, as S3 would send it (the key encoded as
+/// S3 encodes it): how the sweeper puts a recording back on the transcribe queue.
+pub fn notification_body(object: &ObjectCreated) -> serde_json::Value {
+    let key =
+        percent_encoding::utf8_percent_encode(&object.key, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let mut entity = serde_json::json!({ "key": key, "eTag": object.etag });
+    if let Some(size) = object.size {
+        entity["size"] = size.into();
+    }
+    if !object.version_id.is_empty() {
+        entity["versionId"] = object.version_id.clone().into();
+    }
+    let mut record = serde_json::json!({
+        "eventSource": "vox:sweeper",
+        "eventName": object.event_name,
+        "s3": { "bucket": { "name": object.bucket }, "object": entity },
+    });
+    if let Some(t) = object.event_time {
+        record["eventTime"] = t
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into();
+    }
+    serde_json::json!({ "Records": [record] })
 }
 
 /// Decodes an object key as S3 notifications encode it: `+` is a space, `%XX` a byte.
@@ -119,6 +157,23 @@ mod tests {
 
     // As an emulator delivered them (see infra/local/MOTO.md).
     const PUT: &str = r#"{"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-central-1", "eventTime": "2026-11-27T20:52:14.252Z", "eventName": "ObjectCreated:Put", "s3": {"s3SchemaVersion": "1.0", "configurationId": "transcribe", "bucket": {"name": "vox-audio", "arn": "arn:aws:s3:::vox-audio"}, "object": {"key": "%D0%B0%D1%83%D0%B4%D0%B8%D1%82+1%2F%D0%B7%D0%B0%D0%BF%D0%B8%D1%81%D1%8C+%D1%91.ogg", "size": 1004, "eTag": "de73644a7f88c4c2732938c6637de795"}}}]}"#;
+
+    #[test]
+    fn a_requeued_notification_parses_back_to_its_object() {
+        let object = ObjectCreated {
+            bucket: "vox-recordings".into(),
+            key: "recordings/аудит 1/a+b %25.ogg".into(),
+            size: Some(1004),
+            etag: "de73644a7f88c4c2732938c6637de795".into(),
+            version_id: "v1".into(),
+            event_name: "ObjectCreated:Put".into(),
+            event_time: "2026-11-27T20:52:14.252Z".parse().ok(),
+        };
+        assert_eq!(
+            parse_notification(&notification_body(&object).to_string()).unwrap(),
+            Notification::Objects(vec![object])
+        );
+    }
 
     #[test]
     fn keys_are_decoded_with_plus_as_space() {

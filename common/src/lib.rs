@@ -12,6 +12,7 @@ pub mod asr;
 pub mod audio;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod chaos;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod onnx;
 #[cfg(feature = "aws")]
 pub mod queue;
+pub mod scratch;
 #[cfg(feature = "search")]
 pub mod search;
 pub mod speakers;
@@ -40,6 +42,8 @@ pub mod speech;
 pub mod speech_api;
 #[cfg(feature = "aws")]
 pub mod storage;
+#[cfg(feature = "aws")]
+pub mod sweep;
 pub mod telemetry;
 #[cfg(feature = "transcribe")]
 pub mod transcribe;

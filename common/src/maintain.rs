@@ -1,6 +1,9 @@
 //! Operations: the retention policy and routine maintenance, run by `vox maintain` (on a
 //! schedule in production, as any cron-like runner would).
 //!
+//! - Stuck work is swept ([`crate::sweep`]): recordings and jobs in a non-final state with no
+//!   live lease are re-queued, or failed once out of attempts; finished recordings settled.
+//! - Temporary files of processes that are gone are removed ([`crate::scratch`]).
 //! - Audio of recordings finished (done or failed) more than `audio_retention_days` ago is
 //!   deleted from S3; the recording row keeps `audio_deleted_at`, and transcripts and reports
 //!   stay. Off unless a number of days is given.
@@ -10,11 +13,10 @@
 //!   hour (a running writer's fresh upload is never touched).
 //! - `ANALYZE` refreshes the planner's statistics.
 //!
-//! Temp files need no sweeping: every one is removed by its owner (RAII), and Lambda's `/tmp`
-//! goes with its execution environment. Old index generations are deleted by the writer
-//! (`VOX_INDEX_KEEP_GENERATIONS`).
+//! Old index generations are deleted by the writer (`VOX_INDEX_KEEP_GENERATIONS`).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use serde::Serialize;
@@ -24,7 +26,9 @@ use crate::Result;
 use crate::db::PgPool;
 use crate::index::publish::{self, read_manifest};
 use crate::index::reader::IndexLag;
+use crate::scratch::{self, Swept};
 use crate::storage::S3Store;
+use crate::sweep::{self, SweepQueues, SweepReport, SweepSettings};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +42,10 @@ pub struct MaintainSettings {
     /// Snapshot objects no generation names are deleted once this old (a writer's upload is
     /// orphaned only until its manifest swap, seconds later).
     pub orphan_min_age: Duration,
+    /// How stuck work is told and what it may be given (`dry_run` is this struct's).
+    pub sweep: SweepSettings,
+    /// Directories whose dead processes' scratch directories are removed.
+    pub temp_dirs: Vec<PathBuf>,
 }
 
 impl Default for MaintainSettings {
@@ -47,6 +55,8 @@ impl Default for MaintainSettings {
             question_retention_days: 90,
             dry_run: false,
             orphan_min_age: Duration::hours(1),
+            sweep: SweepSettings::default(),
+            temp_dirs: vec![std::env::temp_dir()],
         }
     }
 }
@@ -76,6 +86,10 @@ pub struct IndexHealth {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MaintainReport {
     pub dry_run: bool,
+    /// Stuck recordings and jobs, and what became of them.
+    pub stuck: SweepReport,
+    /// Scratch directories of processes that are gone (in a dry run: none removed).
+    pub temp_files: Swept,
     pub audio_deleted: Vec<ExpiredAudio>,
     pub questions_deleted: u64,
     /// `None` without an index bucket.
@@ -88,8 +102,32 @@ pub async fn run(
     pool: &PgPool,
     s3: &S3Store,
     index: Option<&publish::Settings>,
+    queues: SweepQueues<'_>,
     settings: &MaintainSettings,
 ) -> Result<MaintainReport> {
+    let stuck = sweep::sweep(
+        pool,
+        queues,
+        &SweepSettings {
+            dry_run: settings.dry_run,
+            ..settings.sweep.clone()
+        },
+    )
+    .await?;
+    let mut temp_files = Swept::default();
+    if !settings.dry_run {
+        for dir in &settings.temp_dirs {
+            match scratch::sweep(dir) {
+                Ok(swept) => {
+                    temp_files.bytes += swept.bytes;
+                    temp_files.removed.extend(swept.removed);
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "could not sweep temporary files")
+                }
+            }
+        }
+    }
     let conn = pool.get().await?;
     let mut audio_deleted = Vec::new();
     if let Some(days) = settings.audio_retention_days {
@@ -147,6 +185,8 @@ pub async fn run(
     conn.batch_execute("ANALYZE").await?;
     Ok(MaintainReport {
         dry_run: settings.dry_run,
+        stuck,
+        temp_files,
         audio_deleted,
         questions_deleted,
         index,

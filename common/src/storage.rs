@@ -23,6 +23,15 @@ pub struct ObjectHead {
     pub metadata: HashMap<String, String>,
 }
 
+/// The one version of an object a read must see: the one a notification named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version<'a> {
+    /// Without quotes.
+    pub etag: &'a str,
+    /// Empty when the bucket is not versioned.
+    pub version_id: &'a str,
+}
+
 /// The condition of a conditional write ([`S3Store::put_if`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -61,17 +70,44 @@ impl S3Store {
 
     /// Size, ETag, version and metadata of an object; [`Error::ObjectNotFound`] if missing.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
-                not_found_or(bucket, key, missing, e)
-            })?;
+        self.head_of(bucket, key, None).await
+    }
+
+    /// [`S3Store::head`] of one version: that version id in a versioned bucket, else the
+    /// object only while it still has that ETag. A version overwritten since is
+    /// [`Error::Superseded`].
+    pub async fn head_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Version<'_>,
+    ) -> Result<ObjectHead> {
+        self.head_of(bucket, key, Some(version)).await
+    }
+
+    async fn head_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<Version<'_>>,
+    ) -> Result<ObjectHead> {
+        let mut request = self.client.head_object().bucket(bucket).key(key);
+        match version {
+            Some(v) if !v.version_id.is_empty() => request = request.version_id(v.version_id),
+            Some(v) => request = request.if_match(format!("\"{}\"", v.etag)),
+            None => {}
+        }
+        let out = request.send().await.map_err(|e| {
+            if superseded(e.raw_response().map(|r| r.status().as_u16()), None) {
+                return Error::Superseded {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    etag: version.map(|v| v.etag.to_owned()).unwrap_or_default(),
+                };
+            }
+            let missing = e.as_service_error().is_some_and(|s| s.is_not_found());
+            not_found_or(bucket, key, missing, e)
+        })?;
         Ok(ObjectHead {
             size: out
                 .content_length()
@@ -101,17 +137,49 @@ impl S3Store {
         dest: &Path,
         max_bytes: u64,
     ) -> Result<u64> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
+        self.download_of(bucket, key, None, dest, max_bytes).await
+    }
+
+    /// [`S3Store::download_to`] of one version (see [`S3Store::head_version`]): a version
+    /// overwritten since is [`Error::Superseded`], never the newer file.
+    pub async fn download_version_to(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Version<'_>,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<u64> {
+        self.download_of(bucket, key, Some(version), dest, max_bytes)
             .await
-            .map_err(|e| {
-                let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
-                not_found_or(bucket, key, missing, e)
-            })?;
+    }
+
+    async fn download_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<Version<'_>>,
+        dest: &Path,
+        max_bytes: u64,
+    ) -> Result<u64> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        match version {
+            Some(v) if !v.version_id.is_empty() => request = request.version_id(v.version_id),
+            Some(v) => request = request.if_match(format!("\"{}\"", v.etag)),
+            None => {}
+        }
+        let out = request.send().await.map_err(|e| {
+            let code = e.as_service_error().and_then(|s| s.meta().code());
+            if superseded(e.raw_response().map(|r| r.status().as_u16()), code) {
+                return Error::Superseded {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    etag: version.map(|v| v.etag.to_owned()).unwrap_or_default(),
+                };
+            }
+            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+            not_found_or(bucket, key, missing, e)
+        })?;
         let mut body = out.body;
         let io = |e: std::io::Error| Error::Io {
             path: dest.display().to_string(),
@@ -375,4 +443,9 @@ where
         retryable,
         source: Box::new(e),
     }
+}
+
+/// Whether S3 refused a read because the object is no longer the version asked for.
+fn superseded(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(412) || code == Some("PreconditionFailed")
 }

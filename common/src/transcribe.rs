@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, ConfigError};
 use crate::db::analysis_job::{self, JobMessage};
+use crate::db::lease::{Heartbeat, Leased};
 use crate::db::recording::{self, Claim, ObjectIdentity, SavedWindow};
 use crate::db::transcription::{self, Coverage, NewTranscription, Segment, UncoveredSpeech};
 use crate::db::{PgPool, Retry};
@@ -26,7 +27,7 @@ use crate::domain::{RecordingMetadata, canonical_building, canonical_scenario};
 use crate::events::ObjectCreated;
 use crate::queue::SqsQueue;
 use crate::speakers::{self, DiarizeParams};
-use crate::storage::S3Store;
+use crate::storage::{S3Store, Version};
 use crate::{Error, Result};
 
 /// One finished speech window, as the engine reports it.
@@ -75,7 +76,8 @@ pub trait SpeechEngine: Send + Sync + 'static {
 pub struct Settings {
     /// `VOX_MAX_RECORDING_BYTES`, default 2 GB.
     pub max_bytes: u64,
-    /// `VOX_LEASE_SECONDS`, default 900: how long a claim holds without progress.
+    /// `VOX_LEASE_SECONDS`, default 120 (2-900): how long a claim holds without a heartbeat
+    /// (see [`crate::db::lease`]).
     pub lease: Duration,
     /// `VOX_MAX_ATTEMPTS`, default 5: deliveries of one recording before it is given up.
     pub max_attempts: i32,
@@ -105,7 +107,7 @@ impl Settings {
         };
         Ok(Self {
             max_bytes: config::parsed_or("VOX_MAX_RECORDING_BYTES", 2_000_000_000u64)?,
-            lease: Duration::from_secs(config::parsed_or("VOX_LEASE_SECONDS", 900u64)?),
+            lease: crate::db::lease::from_env("VOX_LEASE_SECONDS")?,
             max_attempts: config::parsed_or("VOX_MAX_ATTEMPTS", 5i32)?,
             default_language,
             tmp_dir: std::env::temp_dir(),
@@ -167,6 +169,12 @@ impl Stage {
             version_id: object.version_id.clone(),
         };
         let conn = self.pool.get().await?;
+        if let Some(uploaded_at) = object.event_time
+            && let Some(reopened) =
+                recording::reopen_if_reuploaded(&conn, &identity, uploaded_at).await?
+        {
+            info!(?reopened, key = %object.key, "a failed recording was uploaded again: processing it again");
+        }
         let claim = recording::claim(
             &conn,
             &identity,
@@ -183,6 +191,7 @@ impl Stage {
                 ..
             } => {
                 info!(recording_id, attempts, key = %object.key, "recording claimed");
+                crate::chaos::point("claimed");
                 (recording_id, metadata)
             }
             Claim::Done { recording_id } => {
@@ -213,10 +222,23 @@ impl Stage {
             }
         };
         drop(conn);
-        match self
-            .transcribe_claimed(recording_id, object, stored_metadata, deadline)
-            .await
-        {
+        let heartbeat = Heartbeat::start(
+            self.pool.clone(),
+            Leased::Recording(recording_id),
+            self.worker.clone(),
+            self.settings.lease,
+        );
+        let result = self
+            .transcribe_claimed(
+                recording_id,
+                object,
+                stored_metadata,
+                deadline,
+                heartbeat.lost_flag(),
+            )
+            .await;
+        drop(heartbeat);
+        match result {
             Ok(outcome) => Ok(outcome),
             Err(e) if !e.is_retryable() => {
                 let reason = e.to_string();
@@ -253,8 +275,19 @@ impl Stage {
         object: &ObjectCreated,
         stored_metadata: Value,
         deadline: Instant,
+        lease_lost: Arc<AtomicBool>,
     ) -> Result<Outcome> {
-        let head = self.s3.head(&object.bucket, &object.key).await?;
+        // Every read is of the version the notification named: a file overwritten since is
+        // failed as superseded (the newer one has its own notification and recording), never
+        // transcribed under the older one's row.
+        let version = Version {
+            etag: &object.etag,
+            version_id: &object.version_id,
+        };
+        let head = self
+            .s3
+            .head_version(&object.bucket, &object.key, version)
+            .await?;
         if head.size == 0 {
             return Err(Error::BadAudio {
                 reason: "the file is empty".into(),
@@ -301,15 +334,21 @@ impl Stage {
 
         let file = tempfile::Builder::new()
             .prefix(&format!("vox-{recording_id}-"))
-            .tempfile_in(&self.settings.tmp_dir)
+            .tempfile_in(
+                crate::scratch::dir_in(&self.settings.tmp_dir).map_err(|e| Error::Io {
+                    path: self.settings.tmp_dir.display().to_string(),
+                    source: e,
+                })?,
+            )
             .map_err(|e| Error::Io {
                 path: self.settings.tmp_dir.display().to_string(),
                 source: e,
             })?;
         self.s3
-            .download_to(
+            .download_version_to(
                 &object.bucket,
                 &object.key,
+                version,
                 file.path(),
                 self.settings.max_bytes,
             )
@@ -323,19 +362,21 @@ impl Stage {
             let conn = self.pool.get().await?;
             recording::saved_windows(&conn, recording_id).await?
         };
-        let resume_ms = saved.last().map_or(0, |w| w.end_ms);
         let (summary, windows) = self
             .run_engine(
                 recording_id,
                 file.path(),
                 language.as_deref(),
                 saved,
-                resume_ms,
                 deadline,
+                Arc::clone(&lease_lost),
             )
             .await?;
         // The temporary file goes now, not at the end of the transaction.
         drop(file);
+        if summary.stopped && lease_lost.load(Ordering::SeqCst) {
+            return Err(Error::LeaseLost { recording_id });
+        }
         if summary.stopped {
             let conn = self.pool.get().await?;
             recording::release(&conn, recording_id, &self.worker).await?;
@@ -427,6 +468,7 @@ impl Stage {
         )
         .await?;
         tx.commit().await?;
+        crate::chaos::point("transcript-stored");
         info!(
             recording_id,
             transcription_id,
@@ -443,16 +485,19 @@ impl Stage {
     }
 
     /// Runs the engine on a blocking thread; windows flow back through a channel and are
-    /// saved as they come. Stops the engine when the deadline nears or the lease is lost.
+    /// saved as they come. Stops the engine when the deadline nears or the lease is lost
+    /// (a save finds it gone, or the heartbeat does).
     async fn run_engine(
         &self,
         recording_id: i64,
         path: &Path,
         language: Option<&str>,
         mut windows: Vec<SavedWindow>,
-        resume_ms: i64,
         deadline: Instant,
+        lease_lost: Arc<AtomicBool>,
     ) -> Result<(RunSummary, Vec<SavedWindow>)> {
+        // Saved windows (of an earlier delivery) are kept; the engine resumes after them.
+        let resume_ms = windows.last().map_or(0, |w| w.end_ms);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<WindowDone>();
         let stop = Arc::new(AtomicBool::new(false));
         let engine = Arc::clone(&self.engine);
@@ -462,7 +507,10 @@ impl Stage {
         let run = tokio::task::spawn_blocking(move || {
             engine.transcribe_file(&path, language.as_deref(), resume_ms, &mut |w| {
                 let _ = tx.send(w);
-                if stop_in_engine.load(Ordering::Relaxed) || Instant::now() + margin >= deadline {
+                if stop_in_engine.load(Ordering::Relaxed)
+                    || lease_lost.load(Ordering::Relaxed)
+                    || Instant::now() + margin >= deadline
+                {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
@@ -484,6 +532,7 @@ impl Stage {
                 stop.store(true, Ordering::Relaxed);
                 return Err(Error::LeaseLost { recording_id });
             }
+            crate::chaos::point("window-saved");
             let stage = format!("transcribing: {} s done", saved.end_ms / 1000);
             let progress = w.progress.unwrap_or(0.0);
             recording::report_progress(

@@ -413,3 +413,65 @@ async fn a_lease_is_released_when_the_pooled_connection_died_silently() {
         .get(0);
     assert!(expired, "the lease was given up");
 }
+
+/// A live worker keeps its short lease with a heartbeat, so no redelivery takes the
+/// recording from it; once another worker has taken an expired lease over, the heartbeat
+/// says the lease is lost and extends nothing (issue 14, item 1).
+#[tokio::test]
+async fn a_heartbeat_keeps_a_short_lease_alive_and_notices_a_takeover() {
+    use common::db::lease::{Heartbeat, Leased};
+
+    let db = TestDb::new().await.unwrap();
+    let conn = db.pool.get().await.unwrap();
+    let lease = Duration::from_millis(900);
+    let Claim::Claimed { recording_id, .. } =
+        recording::claim(&conn, &object("hb.ogg"), "w1", lease, 5)
+            .await
+            .unwrap()
+    else {
+        panic!("a new recording is claimed")
+    };
+    let heartbeat = Heartbeat::start(
+        db.pool.clone(),
+        Leased::Recording(recording_id),
+        "w1".into(),
+        lease,
+    );
+    // Three lease lengths later, the lease still holds: every claim attempt is told to wait.
+    tokio::time::sleep(lease * 3).await;
+    let claim = recording::claim(&conn, &object("hb.ogg"), "w2", lease, 5)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Busy { .. }), "{claim:?}");
+    assert!(!heartbeat.lost());
+
+    // A worker that stopped beating: its lease runs out and is taken over.
+    drop(heartbeat);
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let claim = recording::claim(&conn, &object("hb.ogg"), "w2", LEASE, 5)
+        .await
+        .unwrap();
+    assert!(
+        matches!(claim, Claim::Claimed { attempts: 2, .. }),
+        "{claim:?}"
+    );
+
+    // The first worker's heartbeat, had it survived, finds the lease gone.
+    let stale = Heartbeat::start(
+        db.pool.clone(),
+        Leased::Recording(recording_id),
+        "w1".into(),
+        lease,
+    );
+    tokio::time::sleep(lease).await;
+    assert!(stale.lost());
+    let owner: String = conn
+        .query_one(
+            "SELECT lease_owner FROM recording WHERE recording_id = $1",
+            &[&recording_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "w2");
+}

@@ -40,7 +40,7 @@ async fn an_upload_ends_as_stored_reports_with_chunks_and_index_requests() {
         .unwrap();
     let transcriber = transcribe_stage(&db, &aws, "t1");
     let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
-    let response = transcribe::handle(&transcriber, event, deadline())
+    let response = transcribe::handle(&transcriber, &Default::default(), event, deadline())
         .await
         .unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");

@@ -11,4 +11,5 @@ mod maintain;
 mod notifications;
 mod run_loop;
 mod search;
+mod sweep;
 mod transcribe;

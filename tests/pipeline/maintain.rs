@@ -6,6 +6,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::Duration;
 use common::index::publish::{Indexer, Outcome, Settings};
 use common::maintain::{self, MaintainSettings};
+use common::sweep::SweepQueues;
 use vox_tests::TestDb;
 use vox_tests::aws::LocalAws;
 
@@ -78,9 +79,15 @@ async fn retention_deletes_what_expired_and_nothing_else() {
         orphan_min_age: Duration::zero(),
         ..MaintainSettings::default()
     };
-    let dry = maintain::run(&db.pool, &aws.s3, Some(&index), &settings)
-        .await
-        .unwrap();
+    let dry = maintain::run(
+        &db.pool,
+        &aws.s3,
+        Some(&index),
+        SweepQueues::default(),
+        &settings,
+    )
+    .await
+    .unwrap();
     let ids: Vec<i64> = dry.audio_deleted.iter().map(|a| a.recording_id).collect();
     assert_eq!(ids, vec![old, failed]);
     assert_eq!(dry.questions_deleted, 1);
@@ -93,9 +100,15 @@ async fn retention_deletes_what_expired_and_nothing_else() {
     aws.s3.head(&aws.bucket, &orphan).await.unwrap();
 
     settings.dry_run = false;
-    let done = maintain::run(&db.pool, &aws.s3, Some(&index), &settings)
-        .await
-        .unwrap();
+    let done = maintain::run(
+        &db.pool,
+        &aws.s3,
+        Some(&index),
+        SweepQueues::default(),
+        &settings,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.audio_deleted.len(), 2);
     assert!(aws.s3.head(&aws.bucket, "design/old.ogg").await.is_err());
     assert!(aws.s3.head(&aws.bucket, "design/failed.ogg").await.is_err());
@@ -131,9 +144,15 @@ async fn retention_deletes_what_expired_and_nothing_else() {
         .collect();
     assert_eq!(questions, ["идёт", "новый вопрос"]);
 
-    let again = maintain::run(&db.pool, &aws.s3, Some(&index), &settings)
-        .await
-        .unwrap();
+    let again = maintain::run(
+        &db.pool,
+        &aws.s3,
+        Some(&index),
+        SweepQueues::default(),
+        &settings,
+    )
+    .await
+    .unwrap();
     assert!(again.audio_deleted.is_empty());
     assert_eq!(again.questions_deleted, 0);
     assert!(again.index.unwrap().orphan_snapshots.is_empty());

@@ -91,7 +91,9 @@ async fn an_upload_becomes_a_transcript_with_segments_and_queued_analysis_jobs()
         .unwrap();
 
     let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
-    let response = transcribe::handle(&stage, event, deadline()).await.unwrap();
+    let response = transcribe::handle(&stage, &Default::default(), event, deadline())
+        .await
+        .unwrap();
 
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let conn = db.pool.get().await.unwrap();
@@ -237,6 +239,7 @@ async fn broken_files_in_a_batch_are_failed_with_reasons_and_do_not_fail_their_n
 
     let response = transcribe::handle(
         &stage,
+        &Default::default(),
         transcribe::Invocation::from_json(event).unwrap(),
         deadline(),
     )
@@ -333,6 +336,7 @@ async fn wav_headers_declaring_impossible_rates_fail_their_recording_and_not_the
 
     let response = transcribe::handle(
         &stage,
+        &Default::default(),
         transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap(),
         deadline(),
     )
@@ -392,7 +396,9 @@ async fn malformed_object_metadata_fails_the_recording_naming_the_field() {
         .unwrap();
 
     let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
-    transcribe::handle(&stage, event, deadline()).await.unwrap();
+    transcribe::handle(&stage, &Default::default(), event, deadline())
+        .await
+        .unwrap();
 
     let conn = db.pool.get().await.unwrap();
     let row = conn
@@ -430,7 +436,9 @@ async fn speech_the_engine_cannot_transcribe_is_stored_as_uncovered_and_the_reco
         .unwrap();
 
     let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
-    let response = transcribe::handle(&stage, event, deadline()).await.unwrap();
+    let response = transcribe::handle(&stage, &Default::default(), event, deadline())
+        .await
+        .unwrap();
 
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let conn = db.pool.get().await.unwrap();
@@ -488,7 +496,9 @@ async fn an_interview_is_stored_with_its_speakers_and_the_roles_their_turns_show
         .unwrap();
 
     let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
-    let response = transcribe::handle(&stage, event, deadline()).await.unwrap();
+    let response = transcribe::handle(&stage, &Default::default(), event, deadline())
+        .await
+        .unwrap();
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
 
     let conn = db.pool.get().await.unwrap();
@@ -561,4 +571,140 @@ async fn an_interview_is_stored_with_its_speakers_and_the_roles_their_turns_show
         "the first to speak is speaker 0"
     );
     assert!(ids.contains(&Some(1)));
+}
+
+/// A notification for an object overwritten before it was handled reads nothing of the newer
+/// file: its recording fails as superseded, and the newer upload, with its own notification,
+/// is transcribed under its own row (issue 14, item 5).
+#[tokio::test]
+async fn an_overwritten_upload_is_failed_as_superseded_and_the_newer_one_transcribed() {
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "w");
+    for clip_name in ["ru_02.ogg", "ru_03.ogg"] {
+        aws.s3
+            .put_file(
+                &aws.bucket,
+                "audits/same-key.ogg",
+                &clip(clip_name),
+                "audio/ogg",
+                &design_metadata(),
+            )
+            .await
+            .unwrap();
+    }
+    let newest = aws
+        .s3
+        .head(&aws.bucket, "audits/same-key.ogg")
+        .await
+        .unwrap();
+
+    let event = transcribe::Invocation::from_json(sqs_event(&aws).await).unwrap();
+    transcribe::handle(&stage, &Default::default(), event, deadline())
+        .await
+        .unwrap();
+
+    let conn = db.pool.get().await.unwrap();
+    let rows = conn
+        .query(
+            "SELECT r.etag, r.status, coalesce(r.last_error, ''), count(t.transcription_id)
+             FROM recording r LEFT JOIN transcription t USING (recording_id)
+             GROUP BY r.recording_id ORDER BY r.recording_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "one recording per notified version");
+    let (old_etag, status, reason, transcripts): (String, String, String, i64) = (
+        rows[0].get(0),
+        rows[0].get(1),
+        rows[0].get(2),
+        rows[0].get(3),
+    );
+    assert_ne!(old_etag, newest.etag);
+    assert_eq!((status.as_str(), transcripts), ("failed", 0));
+    assert!(reason.starts_with("superseded"), "{reason}");
+    assert!(reason.contains(&old_etag), "{reason}");
+    let (etag, status, transcripts): (String, String, i64) =
+        (rows[1].get(0), rows[1].get(1), rows[1].get(3));
+    assert_eq!(
+        (etag, status.as_str(), transcripts),
+        (newest.etag, "transcribed", 1)
+    );
+}
+
+/// A recording that failed, uploaded again with its metadata fixed, is processed again; a
+/// redelivery of the first notification is not a re-upload and changes nothing (issue 14,
+/// item 6).
+#[tokio::test]
+async fn a_failed_recording_uploaded_again_is_processed_again() {
+    let (aws, db) = (LocalAws::new().await.unwrap(), TestDb::new().await.unwrap());
+    let stage = stage(&db, &aws, "w");
+    let mut meta = design_metadata();
+    meta.insert("date".into(), "14.03.2026".into());
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "again.ogg",
+            &clip("ru_02.ogg"),
+            "audio/ogg",
+            &meta,
+        )
+        .await
+        .unwrap();
+    let first = sqs_event(&aws).await;
+    let handle = |event: serde_json::Value| {
+        let stage = &stage;
+        async move {
+            let event = transcribe::Invocation::from_json(event).unwrap();
+            transcribe::handle(stage, &Default::default(), event, deadline())
+                .await
+                .unwrap()
+        }
+    };
+    handle(first.clone()).await;
+    let conn = db.pool.get().await.unwrap();
+    let state = || async {
+        let row = conn
+            .query_one(
+                "SELECT recording_id, status, coalesce(last_error, ''), metadata->>'date'
+                 FROM recording",
+                &[],
+            )
+            .await
+            .unwrap();
+        let state: (i64, String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        state
+    };
+    let (id, status, reason, _) = state().await;
+    assert_eq!(status, "failed");
+    assert!(reason.contains("14.03.2026"), "{reason}");
+
+    // The first notification again: still failed, with the same reason.
+    handle(first).await;
+    assert_eq!(state().await, (id, status, reason, None));
+
+    // The same bytes uploaded again with the date fixed: the same object version (key and
+    // ETag), processed again under its row, with the new metadata.
+    aws.s3
+        .put_file(
+            &aws.bucket,
+            "again.ogg",
+            &clip("ru_02.ogg"),
+            "audio/ogg",
+            &design_metadata(),
+        )
+        .await
+        .unwrap();
+    handle(sqs_event(&aws).await).await;
+    let (again, status, reason, date) = state().await;
+    assert_eq!(again, id, "one recording per object version");
+    assert_eq!((status.as_str(), reason.as_str()), ("transcribed", ""));
+    assert_eq!(date.as_deref(), Some("2026-03-14"));
+    let transcripts: i64 = conn
+        .query_one("SELECT count(*) FROM transcription", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(transcripts, 1);
 }

@@ -28,6 +28,7 @@ use crate::db::audit::{
     self, AuditSubmission, PersistStep, ReportBody, ReportInput, TranscriptionSource,
 };
 use crate::db::chunk::{self as chunk_db, NewChunk};
+use crate::db::lease::{Heartbeat, Leased};
 use crate::db::transcription::{self, Transcription};
 use crate::db::{PgPool, Retry};
 use crate::domain::{AuditMeta, RecordingMetadata, canonical_building};
@@ -46,7 +47,8 @@ pub trait ReportEngine: Send + Sync {
 /// Settings of the stage, from the environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `VOX_JOB_LEASE_SECONDS`, default 900.
+    /// `VOX_JOB_LEASE_SECONDS`, default 120 (2-900): how long a claim holds without a
+    /// heartbeat (see [`crate::db::lease`]).
     pub lease: Duration,
     /// `VOX_JOB_MAX_ATTEMPTS`, default 5.
     pub max_attempts: i32,
@@ -56,7 +58,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            lease: Duration::from_secs(config::parsed_or("VOX_JOB_LEASE_SECONDS", 900u64)?),
+            lease: crate::db::lease::from_env("VOX_JOB_LEASE_SECONDS")?,
             max_attempts: config::parsed_or("VOX_JOB_MAX_ATTEMPTS", 5i32)?,
             chunks: ChunkParams {
                 size: config::parsed_or("VOX_CHUNK_CHARS", 800usize)?,
@@ -69,7 +71,7 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            lease: Duration::from_secs(900),
+            lease: crate::db::lease::DEFAULT_LEASE,
             max_attempts: 5,
             chunks: ChunkParams::default(),
         }
@@ -185,7 +187,15 @@ impl Stage {
         };
         info!(job_id, attempts = job.attempts, report_type = %job.report_type,
               building = %job.building, "analysis job claimed");
-        match self.run(&job, checkpoint).await {
+        let heartbeat = Heartbeat::start(
+            self.pool.clone(),
+            Leased::Job(job_id),
+            self.worker.clone(),
+            self.settings.lease,
+        );
+        let result = self.run(&job, checkpoint).await;
+        drop(heartbeat);
+        match result {
             Ok(outcome) => Ok(outcome),
             Err(e) if !e.is_retryable() => {
                 let reason = crate::error::chain(&e);
@@ -351,6 +361,10 @@ impl Stage {
         analysis_job::finish(&tx, job.analysis_job_id, &self.worker, &output.engine).await?;
         checkpoint(StageStep::JobDone)?;
         tx.commit().await?;
+        // Reports and their chunks commit together, so both crash points follow the commit:
+        // the first before the index hears of the chunks, the second after (the job's message
+        // not yet deleted).
+        crate::chaos::point("audits-stored");
         info!(
             job_id = job.analysis_job_id,
             audits = persisted.audit_ids.len(),
@@ -361,6 +375,7 @@ impl Stage {
         );
         self.announce(job.analysis_job_id, persisted.audit_ids.clone())
             .await?;
+        crate::chaos::point("chunks-stored");
         Ok(Outcome::Analyzed {
             analysis_job_id: job.analysis_job_id,
             audit_ids: persisted.audit_ids,

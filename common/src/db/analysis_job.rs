@@ -311,14 +311,18 @@ pub async fn release(
 }
 
 /// A recording whose jobs are all finished becomes `done`, or `failed` with the failed jobs'
-/// reasons when any of them failed (the reports of the others stay stored and readable).
+/// reasons when any of them failed (the reports of the others stay stored and readable);
+/// true when this call settled it.
 ///
 /// Jobs of one recording finish in concurrent transactions. Under READ COMMITTED each one's
 /// count saw the others still running, so none settled the recording and it stayed
 /// `analyzing` for good. The recording row is locked first, in the caller's transaction:
 /// settlers queue behind each other, and the next statement's snapshot, taken once the lock
 /// is held, sees every job whose transaction committed before, so the last one settles.
-async fn settle_recording(client: &impl GenericClient, recording_id: i64) -> Result<()> {
+pub(crate) async fn settle_recording(
+    client: &impl GenericClient,
+    recording_id: i64,
+) -> Result<bool> {
     let lock = client
         .prepare_cached("SELECT 1 FROM recording WHERE recording_id = $1 FOR UPDATE")
         .await?;
@@ -340,6 +344,5 @@ async fn settle_recording(client: &impl GenericClient, recording_id: i64) -> Res
              WHERE r.recording_id = $1 AND s.open = 0 AND r.status IN ('transcribed', 'analyzing')",
         )
         .await?;
-    client.execute(&stmt, &[&recording_id]).await?;
-    Ok(())
+    Ok(client.execute(&stmt, &[&recording_id]).await? == 1)
 }

@@ -9,9 +9,11 @@ pub mod analysis_job;
 pub mod api_key;
 pub mod audit;
 pub mod chunk;
+pub mod lease;
 pub mod migrate;
 pub mod recording;
 pub mod reference;
+pub mod stuck;
 pub mod transcription;
 
 use std::path::PathBuf;

@@ -135,6 +135,83 @@ pub async fn claim(
     })
 }
 
+/// What a re-upload of a failed recording reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reopened {
+    /// It failed before its transcript was stored: it is `pending` again with its attempts
+    /// reset, and object metadata (unless an upload intent confirmed it) is read afresh.
+    Transcription { recording_id: i64 },
+    /// Its transcript is stored and analysis jobs failed: those jobs are `queued` again with
+    /// their attempts reset, and the recording `transcribed`.
+    Analysis { recording_id: i64, jobs: u64 },
+}
+
+/// Reopens the failed recording of `object` when the notification being handled is of a new
+/// upload of the same bytes (same key and ETag): S3 stored it at `uploaded_at`, after the
+/// recording failed. A user who fixes metadata (or waits out an outage) and uploads again
+/// expects it processed again; a redelivered notification of the first upload is older
+/// than the failure and changes nothing. `None` when nothing was reopened.
+pub async fn reopen_if_reuploaded(
+    client: &impl GenericClient,
+    object: &ObjectIdentity,
+    uploaded_at: DateTime<Utc>,
+) -> Result<Option<Reopened>> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE recording r
+             SET status = 'pending', stage = 're-uploaded after a failure', progress = NULL,
+                 attempts = 0, last_error = NULL, finished_at = NULL, lease_owner = NULL,
+                 lease_until = NULL,
+                 metadata = CASE WHEN r.created_by IS NULL THEN '{}'::jsonb ELSE r.metadata END,
+                 updated_at = now()
+             WHERE bucket = $1 AND object_key = $2 AND etag = $3 AND version_id = $4
+               AND status = 'failed' AND finished_at < $5
+               AND NOT EXISTS (SELECT 1 FROM transcription t WHERE t.recording_id = r.recording_id)
+             RETURNING recording_id",
+        )
+        .await?;
+    let id = [
+        &object.bucket,
+        &object.key,
+        &object.etag,
+        &object.version_id,
+    ];
+    if let Some(row) = client
+        .query_opt(&stmt, &[id[0], id[1], id[2], id[3], &uploaded_at])
+        .await?
+    {
+        return Ok(Some(Reopened::Transcription {
+            recording_id: row.get(0),
+        }));
+    }
+    let stmt = client
+        .prepare_cached(
+            "WITH reopened AS (
+                 UPDATE recording r
+                 SET status = 'transcribed', stage = 're-uploaded after a failure',
+                     last_error = NULL, finished_at = NULL, updated_at = now()
+                 WHERE bucket = $1 AND object_key = $2 AND etag = $3 AND version_id = $4
+                   AND status = 'failed' AND finished_at < $5
+                   AND EXISTS (SELECT 1 FROM transcription t WHERE t.recording_id = r.recording_id)
+                 RETURNING recording_id),
+             jobs AS (
+                 UPDATE analysis_job j
+                 SET status = 'queued', attempts = 0, last_error = NULL, finished_at = NULL,
+                     lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 FROM reopened WHERE j.recording_id = reopened.recording_id AND j.status = 'failed'
+                 RETURNING j.analysis_job_id)
+             SELECT recording_id, (SELECT count(*) FROM jobs) FROM reopened",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[id[0], id[1], id[2], id[3], &uploaded_at])
+        .await?
+        .map(|row| Reopened::Analysis {
+            recording_id: row.get(0),
+            jobs: row.get::<_, i64>(1).unsigned_abs(),
+        }))
+}
+
 /// Records what S3 says of the object; the metadata is kept only when the row has none yet
 /// (an upload intent's confirmed metadata wins over object metadata).
 pub async fn set_object_info(

@@ -412,13 +412,14 @@ impl Indexer {
             });
         }
 
-        let tmp = match &s.tmp_dir {
-            Some(dir) => tempfile::Builder::new()
-                .prefix("vox-index-")
-                .tempdir_in(dir),
-            None => tempfile::Builder::new().prefix("vox-index-").tempdir(),
-        }
-        .map_err(|e| io_err(s.tmp_dir.as_deref().unwrap_or(Path::new("temp dir")), e))?;
+        let base = s.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let tmp = crate::scratch::dir_in(&base)
+            .and_then(|scratch| {
+                tempfile::Builder::new()
+                    .prefix("vox-index-")
+                    .tempdir_in(scratch)
+            })
+            .map_err(|e| io_err(&base, e))?;
         let env_dir = tmp.path().join("env");
         std::fs::create_dir_all(&env_dir).map_err(|e| io_err(&env_dir, e))?;
 
@@ -553,6 +554,7 @@ impl Indexer {
         let object_key = s.generation_key(generation);
         self.upload_generation(&object_key, &snapshot.path, generation, &snapshot.sha256)
             .await?;
+        crate::chaos::point("index-uploaded");
 
         let manifest = Manifest {
             generation,
@@ -602,6 +604,7 @@ impl Indexer {
             chunks = added,
             "published a new index generation"
         );
+        crate::chaos::point("manifest-swapped");
 
         if let Err(e) = record_generation(conn, &manifest).await {
             warn!(error = %crate::error::chain(&e), generation, "published, but could not record the generation");

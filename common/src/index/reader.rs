@@ -429,10 +429,13 @@ impl ServedIndex {
             .cache_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        let file = tempfile::Builder::new()
-            .prefix("vox-index-")
-            .suffix(".mdb")
-            .tempfile_in(&dir)
+        let file = crate::scratch::dir_in(&dir)
+            .and_then(|scratch| {
+                tempfile::Builder::new()
+                    .prefix("vox-index-")
+                    .suffix(".mdb")
+                    .tempfile_in(scratch)
+            })
             .map_err(|e| {
                 LoadError::Failed(Error::Io {
                     path: dir.display().to_string(),

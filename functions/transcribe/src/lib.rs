@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use common::error::chain;
 use common::events::{Notification, parse_notification};
+use common::queue::SqsQueue;
+use common::sweep::{SweepQueues, SweepSettings, sweep};
 use common::transcribe::{Outcome, Stage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,12 +23,16 @@ pub enum Invocation {
     Sqs(SqsEvent),
     /// Directly from S3 (or `cargo lambda invoke` with an S3 event).
     S3(String),
+    /// An EventBridge schedule (`"source": "aws.events"`): sweep stuck work.
+    Sweep,
 }
 
 #[derive(Deserialize)]
 struct Probe {
     #[serde(rename = "Records", default)]
     records: Vec<ProbeRecord>,
+    #[serde(default)]
+    source: String,
 }
 
 #[derive(Deserialize)]
@@ -36,12 +42,16 @@ struct ProbeRecord {
 }
 
 impl Invocation {
-    /// Tells SQS batches from direct S3 events by their records' `eventSource`.
+    /// Tells SQS batches from direct S3 events by their records' `eventSource`, and a
+    /// schedule by its `source`.
     pub fn from_json(payload: Value) -> Result<Self, common::Error> {
         let probe: Probe =
             serde_json::from_value(payload.clone()).map_err(|e| common::Error::BadEvent {
                 reason: e.to_string(),
             })?;
+        if probe.source == "aws.events" {
+            return Ok(Invocation::Sweep);
+        }
         match probe.records.first().map(|r| r.event_source.as_str()) {
             Some("aws:sqs") => serde_json::from_value(payload)
                 .map(Invocation::Sqs)
@@ -54,13 +64,39 @@ impl Invocation {
     }
 }
 
-/// Handles one invocation; `deadline` is when Lambda stops it.
+/// What a scheduled invocation needs beside the stage, built once per cold start.
+#[derive(Debug, Clone, Default)]
+pub struct Sweeper {
+    /// The transcribe queue itself (`VOX_TRANSCRIBE_QUEUE_URL`), where stuck recordings go
+    /// back; without it they are only failed once out of attempts.
+    pub transcribe: Option<SqsQueue>,
+    pub settings: SweepSettings,
+}
+
+/// Handles one invocation; `deadline` is when Lambda stops it. A schedule sweeps stuck
+/// work back to `sweeper`'s queues.
 pub async fn handle(
     stage: &Stage,
+    sweeper: &Sweeper,
     invocation: Invocation,
     deadline: Instant,
 ) -> Result<Value, common::Error> {
     match invocation {
+        Invocation::Sweep => {
+            let queues = SweepQueues {
+                transcribe: sweeper.transcribe.as_ref(),
+                analyze: Some(&stage.analyze),
+            };
+            let report = sweep(&stage.pool, queues, &sweeper.settings).await?;
+            info!(
+                stuck = report.stuck(),
+                requeued = report.requeued.len(),
+                failed = report.failed.len(),
+                settled = report.settled.len(),
+                "swept stuck work"
+            );
+            Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+        }
         Invocation::Sqs(event) => {
             let response = handle_sqs(stage, event, deadline).await;
             Ok(serde_json::to_value(response).unwrap_or(Value::Null))

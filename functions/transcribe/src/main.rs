@@ -30,11 +30,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         settings: Settings::from_env()?,
         worker: worker_id(),
     };
-    let stage = &stage;
+    let sweeper = transcribe::Sweeper {
+        transcribe: common::config::optional("VOX_TRANSCRIBE_QUEUE_URL")?
+            .map(|url| SqsQueue::new(&sdk, url)),
+        settings: common::sweep::SweepSettings::from_env()?,
+    };
+    let (stage, sweeper) = (&stage, &sweeper);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let deadline = transcribe::deadline_from_epoch_ms(event.context.deadline);
         let invocation = transcribe::Invocation::from_json(event.payload)?;
-        let response = transcribe::handle(stage, invocation, deadline).await?;
+        let response = transcribe::handle(stage, sweeper, invocation, deadline).await?;
         Ok::<_, lambda_runtime::Error>(response)
     }))
     .await

@@ -11,6 +11,7 @@ mod analyze;
 mod index;
 mod keys;
 mod maintain;
+mod queues;
 mod run;
 mod search;
 mod serve;

@@ -61,9 +61,9 @@ pub struct RunArgs {
 pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let sdk = common::aws::load().await;
     let client = aws_sdk_sqs::Client::new(&sdk);
-    let transcribe_url = queue_url(&client, "VOX_TRANSCRIBE_QUEUE_URL").await?;
-    let analyze_url = queue_url(&client, "VOX_ANALYZE_QUEUE_URL").await?;
-    let index_url = queue_url(&client, "VOX_INDEX_QUEUE_URL").await?;
+    let transcribe_url = crate::queues::url_from_env(&client, "VOX_TRANSCRIBE_QUEUE_URL").await?;
+    let analyze_url = crate::queues::url_from_env(&client, "VOX_ANALYZE_QUEUE_URL").await?;
+    let index_url = crate::queues::url_from_env(&client, "VOX_INDEX_QUEUE_URL").await?;
     let notes = Arc::new(Notes::default());
     let mut bindings = Vec::new();
     if let Some(url) = transcribe_url {
@@ -189,29 +189,6 @@ fn print_batch(r: &BatchReport, notes: &[String]) {
         line.push_str(&format!("  {}", notes.join(", ")));
     }
     println!("{line}");
-}
-
-/// The queue URL in `var`: a URL as it is, a bare name looked up.
-async fn queue_url(
-    client: &aws_sdk_sqs::Client,
-    var: &'static str,
-) -> anyhow::Result<Option<String>> {
-    let Some(value) = common::config::optional(var)? else {
-        return Ok(None);
-    };
-    if value.starts_with("http://") || value.starts_with("https://") {
-        return Ok(Some(value));
-    }
-    let url = client
-        .get_queue_url()
-        .queue_name(&value)
-        .send()
-        .await
-        .with_context(|| format!("{var}: no queue named {value:?}"))?
-        .queue_url()
-        .map(str::to_owned)
-        .with_context(|| format!("{var}: no URL for queue {value:?}"))?;
-    Ok(Some(url))
 }
 
 fn transcribe_binding(
