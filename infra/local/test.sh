@@ -42,6 +42,11 @@ bash infra/local/api_contract.sh
 # as infra/local/LOOP.md documents, the answers and the stored state checked.
 bash infra/local/lambda_check.sh
 
+# Faults the pipeline must survive (a worker killed at each step, connections cut, the
+# emulator frozen, three workers at once, hostile files): the final state equals a clean
+# run's, no stuck rows, empty dead-letter queues, no temp files left.
+bash infra/local/chaos_check.sh
+
 # The demo's own path on a one-minute recording, its final state asserted, then run again to
 # check that everything is reused.
 bash infra/local/demo_check.sh
