@@ -161,7 +161,32 @@ impl std::fmt::Debug for Stage {
 impl Stage {
     /// Processes one created object; `deadline` is when the invocation ends.
     /// An `Err` means "try again later" (the message stays on the queue).
+    ///
+    /// A dropped database connection is tried again here, twice, after 1 s and 4 s, on fresh
+    /// connections (while the deadline allows): saved windows are kept, so a retry costs a
+    /// claim, not the work, and a database failover does not wait for a redelivery.
     pub async fn process(&self, object: &ObjectCreated, deadline: Instant) -> Result<Outcome> {
+        let mut pause = Duration::from_secs(1);
+        let mut tries = 1;
+        loop {
+            match self.process_once(object, deadline).await {
+                Err(e)
+                    if e.is_transient_db()
+                        && tries < 3
+                        && Instant::now() + pause + self.settings.safety_margin < deadline =>
+                {
+                    warn!(key = %object.key, error = %crate::error::chain(&e),
+                          "the database connection failed; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn process_once(&self, object: &ObjectCreated, deadline: Instant) -> Result<Outcome> {
         let identity = ObjectIdentity {
             bucket: object.bucket.clone(),
             key: object.key.clone(),

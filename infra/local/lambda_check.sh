@@ -67,14 +67,18 @@ cargo build -q --bin vox
 vox=./target/debug/vox
 "$vox" migrate >/dev/null
 "$vox" prompts sync >/dev/null
-# The two objects the transcribe fixtures name, with a design audit's metadata.
-"$vox" upload "$speech/ru_01.ogg" --key "аудит 1/запись ё.ogg" --scenario design \
+# The two objects the transcribe fixtures name, with a design audit's metadata. Reads are
+# pinned to the notified version, so the fixtures get the uploaded objects' real ETags.
+etag_of() { python3 -c 'import json, sys; print(json.load(sys.stdin)["etag"])'; }
+etag1=$("$vox" upload "$speech/ru_01.ogg" --key "аудит 1/запись ё.ogg" --scenario design \
   --building hotel --report-type structured-audit --report-type audit-methodology \
-  --place "Гранд Отель" --city Казань --date 2026-03-14 >/dev/null
-"$vox" upload "$speech/ru_05.m4a" --key "design/2026-03-14 Grand Hotel.m4a" --scenario design \
-  --building hotel --report-type structured-audit >/dev/null
+  --place "Гранд Отель" --city Казань --date 2026-03-14 | etag_of)
+etag2=$("$vox" upload "$speech/ru_05.m4a" --key "design/2026-03-14 Grand Hotel.m4a" --scenario design \
+  --building hotel --report-type structured-audit | etag_of)
 for f in transcribe-sqs-batch transcribe-s3-direct; do
-  sed "s/vox-recordings/$VOX_RECORDINGS_BUCKET/g" "infra/local/events/$f.json" > "$work/$f.json"
+  sed -e "s/vox-recordings/$VOX_RECORDINGS_BUCKET/g" \
+    -e "s/de73644a7f88c4c2732938c6637de795/$etag1/g" \
+    -e "s/e8919f820eb5dce470d00ae589163686-2/$etag2/g" "infra/local/events/$f.json" > "$work/$f.json"
   grep -q "$VOX_RECORDINGS_BUCKET" "$work/$f.json" || fail "$f.json does not name vox-recordings"
 done
 

@@ -4,6 +4,7 @@
 //! nothing; a batch reports only its bad messages.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use analyze::handle_sqs;
@@ -425,4 +426,54 @@ async fn a_batch_reports_only_its_bad_messages_and_unknown_jobs_fail_cleanly() {
         .unwrap()
         .get(0);
     assert_eq!(status, "done");
+}
+
+/// The database cuts every connection while a job's reports are being stored (as a failover
+/// does): the stage tries again on fresh connections at once, in process, and the job ends
+/// analyzed with one set of rows, instead of waiting for the queue to redeliver it.
+#[tokio::test]
+async fn connections_cut_during_the_commit_are_ridden_out_in_process() {
+    let db = TestDb::new().await.unwrap();
+    let stage = stage(&db);
+    let job = setup(&db, "design", "audit-methodology", "non-building").await;
+    let cuts = std::sync::atomic::AtomicU32::new(0);
+    let name = db.name().to_owned();
+    let outcome = stage
+        .process_with(&job, &|step| {
+            if step == StageStep::Chunks && cuts.fetch_add(1, Ordering::SeqCst) == 0 {
+                let status = std::process::Command::new("psql")
+                    .args([&vox_tests::admin_url(), "-Atqc"])
+                    .arg(format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    ))
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Analyzed { .. }), "{outcome:?}");
+    assert_eq!(cuts.load(Ordering::SeqCst), 2, "stored on the second try");
+    let conn = db.pool.get().await.unwrap();
+    let (status, attempts): (String, i32) = conn
+        .query_one(
+            "SELECT status, attempts FROM analysis_job WHERE analysis_job_id = $1",
+            &[&job.analysis_job_id],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("done", 2));
+    let audits: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM audit WHERE analysis_job_id = $1",
+            &[&job.analysis_job_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(audits > 0);
 }

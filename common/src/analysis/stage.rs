@@ -146,7 +146,31 @@ impl Stage {
     }
 
     /// [`Stage::process`] with a checkpoint called before the commit (fault injection).
+    ///
+    /// A dropped database connection is tried again here, twice, after 1 s and 4 s, on fresh
+    /// connections: a database failover does not wait for the queue to redeliver.
     pub async fn process_with(
+        &self,
+        message: &JobMessage,
+        checkpoint: StageCheckpoint<'_>,
+    ) -> Result<Outcome> {
+        let mut pause = Duration::from_secs(1);
+        let mut tries = 1;
+        loop {
+            match self.process_once(message, checkpoint).await {
+                Err(e) if e.is_transient_db() && tries < 3 => {
+                    warn!(job_id = message.analysis_job_id, error = %crate::error::chain(&e),
+                          "the database connection failed; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                    tries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn process_once(
         &self,
         message: &JobMessage,
         checkpoint: StageCheckpoint<'_>,
