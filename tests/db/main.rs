@@ -11,4 +11,5 @@ mod prompts;
 mod recordings;
 mod reference;
 mod support;
+mod tls;
 mod transcriptions;

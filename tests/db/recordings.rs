@@ -372,8 +372,8 @@ async fn a_lease_is_released_when_the_pooled_connection_died_silently() {
     }
     let worker_pool = PgPool::new(&DbConfig {
         pg,
-        ca_bundle: None,
         pool_size: 1,
+        ..db.cfg.clone()
     })
     .unwrap();
     // The worker's pool holds one idle connection when the network drops it.

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod recording;
 pub mod reference;
 pub mod stuck;
+pub mod tls;
 pub mod transcription;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct DbConfig {
     pub pg: tokio_postgres::Config,
     pub ca_bundle: Option<PathBuf>,
     pub pool_size: usize,
+    /// What `sslmode` asks of the server's certificate (see [`tls`]).
+    pub verify: tls::Verify,
 }
 
 impl std::fmt::Debug for DbConfig {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for DbConfig {
             .field("user", &self.pg.get_user())
             .field("ca_bundle", &self.ca_bundle)
             .field("pool_size", &self.pool_size)
+            .field("verify", &self.verify)
             .finish()
     }
 }
@@ -77,9 +81,11 @@ impl DbConfig {
         Ok(cfg)
     }
 
-    /// Settings for a connection string, with no CA bundle and the default pool size.
+    /// Settings for a connection string, with no CA bundle and the default pool size;
+    /// `sslmode` means what it means to libpq (see [`tls`]).
     pub fn from_url(url: &str) -> Result<Self, tokio_postgres::Error> {
-        let mut pg = tokio_postgres::Config::from_str(url)?;
+        let (url, verify) = tls::split_sslmode(url);
+        let mut pg = tokio_postgres::Config::from_str(&url)?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(10));
         }
@@ -90,6 +96,7 @@ impl DbConfig {
             pg,
             ca_bundle: None,
             pool_size: 4,
+            verify,
         })
     }
 
@@ -107,6 +114,20 @@ impl DbConfig {
             .or(self.pg.get_user())
             .unwrap_or("postgres")
             .to_owned()
+    }
+
+    /// The verification in force: `require` with a CA bundle checks the chain, as libpq's
+    /// `require` does when a root certificate file exists.
+    pub fn effective_verify(&self) -> tls::Verify {
+        match self.verify {
+            tls::Verify::Nothing
+                if self.ca_bundle.is_some()
+                    && self.pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require =>
+            {
+                tls::Verify::Chain
+            }
+            v => v,
+        }
     }
 
     fn tls(&self) -> Result<MakeRustlsConnect> {
@@ -129,12 +150,7 @@ impl DbConfig {
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_err(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = tls::client_config(self.effective_verify(), roots).map_err(tls_err)?;
         Ok(MakeRustlsConnect::new(tls))
     }
 
