@@ -12,13 +12,17 @@ use crate::{Error, Result};
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
+    /// A FIFO queue (its name ends in `.fifo`, as SQS requires of FIFO queues).
+    fifo: bool,
 }
 
 impl SqsQueue {
     pub fn new(sdk: &SdkConfig, url: impl Into<String>) -> Self {
+        let url = url.into();
         Self {
             client: aws_sdk_sqs::Client::new(sdk),
-            url: url.into(),
+            fifo: url.ends_with(".fifo"),
+            url,
         }
     }
 
@@ -26,14 +30,19 @@ impl SqsQueue {
         &self.url
     }
 
-    /// Sends one JSON message. On a FIFO queue (`.fifo`), `group` orders messages and
-    /// `dedup` (e.g. a job id) drops repeats within five minutes.
-    pub async fn send_json<T: Serialize>(
-        &self,
-        body: &T,
-        group: Option<&str>,
-        dedup: Option<&str>,
-    ) -> Result<()> {
+    /// Whether this is a FIFO queue (decided once, from its name).
+    pub fn is_fifo(&self) -> bool {
+        self.fifo
+    }
+
+    /// Sends one JSON message. On a FIFO queue, `group` orders messages and `dedup` (e.g. a
+    /// job id) drops repeats within five minutes; a standard queue ignores both.
+    pub async fn send_json<T: Serialize>(&self, body: &T, group: &str, dedup: &str) -> Result<()> {
+        let (group, dedup) = if self.fifo {
+            (Some(group), Some(dedup))
+        } else {
+            (None, None)
+        };
         let body = serde_json::to_string(body).map_err(|e| Error::InvalidInput {
             field: "message",
             reason: e.to_string(),

@@ -155,14 +155,9 @@ pub async fn sweep(
             // Not a new upload: a re-queued recording is never taken for a re-upload.
             event_time: None,
         };
-        let fifo = queue.url().ends_with(".fifo");
         let dedup = format!("sweep-recording-{}-{}", row.recording_id, row.attempts);
         queue
-            .send_json(
-                &notification_body(&object),
-                fifo.then_some("transcribe"),
-                fifo.then_some(dedup.as_str()),
-            )
+            .send_json(&notification_body(&object), "transcribe", &dedup)
             .await?;
         info!(recording_id = row.recording_id, found = %swept.found, "stuck recording re-queued");
         report.requeued.push(swept);
@@ -216,15 +211,8 @@ pub async fn sweep(
         if !stuck::touch_job(&conn, &job).await? {
             continue;
         }
-        let fifo = queue.url().ends_with(".fifo");
         let dedup = format!("sweep-job-{id}-{}", job.attempts);
-        queue
-            .send_json(
-                &job.message,
-                fifo.then_some("analysis"),
-                fifo.then_some(dedup.as_str()),
-            )
-            .await?;
+        queue.send_json(&job.message, "analysis", &dedup).await?;
         info!(job_id = id, found = %swept.found, "stuck analysis job re-queued");
         report.requeued.push(swept);
     }

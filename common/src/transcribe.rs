@@ -580,14 +580,7 @@ impl Stage {
     async fn send_jobs(&self, jobs: &[JobMessage]) -> Result<()> {
         for job in jobs {
             let dedup = job.analysis_job_id.to_string();
-            let fifo = self.analyze.url().ends_with(".fifo");
-            self.analyze
-                .send_json(
-                    job,
-                    fifo.then_some("analysis"),
-                    fifo.then_some(dedup.as_str()),
-                )
-                .await?;
+            self.analyze.send_json(job, "analysis", &dedup).await?;
         }
         Ok(())
     }

@@ -467,15 +467,8 @@ impl Stage {
             audit_ids,
         };
         // The index queue may be FIFO with one message group (one writer at a time).
-        let fifo = queue.url().ends_with(".fifo");
         let dedup = format!("job-{job_id}-{}", Utc::now().timestamp_millis());
-        queue
-            .send_json(
-                &request,
-                fifo.then_some("index"),
-                fifo.then_some(dedup.as_str()),
-            )
-            .await
+        queue.send_json(&request, "index", &dedup).await
     }
 }
 

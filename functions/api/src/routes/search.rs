@@ -160,8 +160,8 @@ pub async fn ask(
                     &QuestionMessage {
                         question_job_id: id,
                     },
-                    None,
-                    None,
+                    "question",
+                    &format!("question-{id}"),
                 )
                 .await?;
         }
