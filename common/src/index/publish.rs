@@ -337,6 +337,54 @@ GROUP BY c.chunk_id
 ORDER BY c.chunk_id
 LIMIT $2";
 
+/// What the writer found published when it started.
+struct CurrentIndex {
+    manifest: Option<Manifest>,
+    /// The manifest object's ETag, for the conditional swap.
+    etag: Option<String>,
+    /// This database's identity, recorded in the new manifest.
+    database_id: String,
+}
+
+/// A writer holding the current generation (empty when rebuilding).
+struct SeededWriter {
+    writer: IndexWriter,
+    /// The embedding model of what it holds (`None`: nothing yet; the first chunk decides).
+    model: Option<String>,
+    high_water_mark: i64,
+}
+
+/// What one run added.
+struct Delta {
+    /// The last chunk id covered.
+    high_water_mark: i64,
+    added: u64,
+}
+
+/// Items per configuration, by configuration name.
+async fn config_counts(conn: &Connection, writer: &IndexWriter) -> Result<BTreeMap<String, u64>> {
+    let names: BTreeMap<u16, String> = conn
+        .query("SELECT index_config_id, name FROM index_config", &[])
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let id: i16 = r.get(0);
+            Some((u16::try_from(id).ok()?, r.get::<_, String>(1)))
+        })
+        .collect();
+    Ok(writer
+        .counts()?
+        .into_iter()
+        .map(|(config, n)| {
+            let name = names
+                .get(&config)
+                .cloned()
+                .unwrap_or_else(|| format!("config-{config}"));
+            (name, n)
+        })
+        .collect())
+}
+
 impl Indexer {
     pub fn new(pool: PgPool, s3: S3Store, settings: Settings) -> Self {
         Self {
@@ -375,6 +423,9 @@ impl Indexer {
         result
     }
 
+    /// The run under the writer lock, step by step: the current manifest, a writer seeded
+    /// with its snapshot, the chunks added since its high-water mark, a new generation built
+    /// and uploaded, the manifest swapped, then bookkeeping.
     async fn run_locked(
         &self,
         conn: &Connection,
@@ -382,35 +433,8 @@ impl Indexer {
         started: Instant,
     ) -> Result<Outcome> {
         let s = &self.settings;
-        let manifest_key = s.manifest_key();
-        // A rebuild replaces whatever is there, even a manifest that does not parse.
-        let (current, etag) = match read_manifest(&self.s3, &s.bucket, &manifest_key).await {
-            Ok(Some(c)) => (Some(c.manifest), Some(c.etag)),
-            Ok(None) => (None, None),
-            Err(e @ Error::Index { .. }) if rebuild => {
-                warn!(error = %e, "replacing a manifest that does not parse");
-                let etag = self.s3.head(&s.bucket, &manifest_key).await?.etag;
-                (None, Some(etag))
-            }
-            Err(e) => return Err(e),
-        };
-        let previous = current.as_ref().map(|m| m.generation);
-        let database = crate::db::database_id(conn).await?;
-        if !rebuild
-            && let Some(m) = &current
-            && m.database_id.as_deref() != Some(database.as_str())
-        {
-            // A manifest without an identity predates it: whose it is cannot be told.
-            let theirs = m.database_id.as_deref().unwrap_or("not recorded");
-            return Err(Error::Index {
-                reason: format!(
-                    "the index at s3://{}/{manifest_key} was built from another database \
-                     ({theirs}; this one is {database}): its chunk ids may name other chunks. \
-                     Run `vox index --rebuild` to replace it with this database's index",
-                    s.bucket
-                ),
-            });
-        }
+        let current = self.current_manifest(conn, rebuild).await?;
+        let previous = current.manifest.as_ref().map(|m| m.generation);
 
         let base = s.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let tmp = crate::scratch::dir_in(&base)
@@ -420,10 +444,136 @@ impl Indexer {
                     .tempdir_in(scratch)
             })
             .map_err(|e| io_err(&base, e))?;
-        let env_dir = tmp.path().join("env");
-        std::fs::create_dir_all(&env_dir).map_err(|e| io_err(&env_dir, e))?;
+        let seeded = self.seeded_writer(&current, rebuild, tmp.path()).await?;
+        let from = seeded.high_water_mark;
+        let mut model = seeded.model;
+        let writer = seeded.writer;
+        let delta = self
+            .add_chunks(conn, &writer, &mut model, from, rebuild)
+            .await?;
+        if delta.added == 0 && !rebuild {
+            info!(generation = ?previous, high_water_mark = from, "the index is up to date");
+            return Ok(Outcome::UpToDate {
+                generation: previous,
+                high_water_mark: from,
+            });
+        }
 
-        let (mut model, from) = match (&current, rebuild) {
+        let recorded: Option<i64> = conn
+            .query_one("SELECT max(generation) FROM index_generation", &[])
+            .await?
+            .get(0);
+        let generation = previous
+            .unwrap_or(0)
+            .max(recorded.and_then(|g| u64::try_from(g).ok()).unwrap_or(0))
+            + 1;
+        writer.build(generation)?;
+        let snapshot = writer.snapshot(&tmp.path().join("index.mdb"))?;
+        let counts = config_counts(conn, &writer).await?;
+        drop(writer);
+
+        let object_key = s.generation_key(generation);
+        self.upload_generation(&object_key, &snapshot.path, generation, &snapshot.sha256)
+            .await?;
+        crate::chaos::point("index-uploaded");
+
+        let manifest = Manifest {
+            generation,
+            high_water_mark: delta.high_water_mark,
+            counts: counts.clone(),
+            embedding_model: model
+                .or_else(|| current.manifest.as_ref().map(|m| m.embedding_model.clone()))
+                .unwrap_or_default(),
+            dims: DIMS,
+            checksum: snapshot.sha256.clone(),
+            size_bytes: snapshot.size_bytes,
+            object_key: object_key.clone(),
+            created_at: Utc::now(),
+            database_id: Some(current.database_id),
+        };
+        self.swap_manifest(&manifest, current.etag.as_deref())
+            .await?;
+        info!(
+            generation,
+            high_water_mark = delta.high_water_mark,
+            chunks = delta.added,
+            "published a new index generation"
+        );
+        crate::chaos::point("manifest-swapped");
+
+        if let Err(e) = record_generation(conn, &manifest).await {
+            warn!(error = %crate::error::chain(&e), generation, "published, but could not record the generation");
+        }
+        let deleted_generations = self.delete_old(conn, generation).await;
+
+        Ok(Outcome::Published(Report {
+            generation,
+            previous_generation: previous,
+            rebuilt: rebuild,
+            chunks_added: delta.added,
+            high_water_mark: delta.high_water_mark,
+            counts,
+            embedding_model: manifest.embedding_model,
+            size_bytes: snapshot.size_bytes,
+            object_key,
+            checksum: snapshot.sha256,
+            deleted_generations,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }))
+    }
+
+    /// The published manifest and its ETag (for the conditional swap), and this database's
+    /// identity, refusing an index built from another database unless rebuilding. A rebuild
+    /// replaces whatever is there, even a manifest that does not parse.
+    async fn current_manifest(&self, conn: &Connection, rebuild: bool) -> Result<CurrentIndex> {
+        let s = &self.settings;
+        let manifest_key = s.manifest_key();
+        let (manifest, etag) = match read_manifest(&self.s3, &s.bucket, &manifest_key).await {
+            Ok(Some(c)) => (Some(c.manifest), Some(c.etag)),
+            Ok(None) => (None, None),
+            Err(e @ Error::Index { .. }) if rebuild => {
+                warn!(error = %e, "replacing a manifest that does not parse");
+                let etag = self.s3.head(&s.bucket, &manifest_key).await?.etag;
+                (None, Some(etag))
+            }
+            Err(e) => return Err(e),
+        };
+        let database_id = crate::db::database_id(conn).await?;
+        if !rebuild
+            && let Some(m) = &manifest
+            && m.database_id.as_deref() != Some(database_id.as_str())
+        {
+            // A manifest without an identity predates it: whose it is cannot be told.
+            let theirs = m.database_id.as_deref().unwrap_or("not recorded");
+            return Err(Error::Index {
+                reason: format!(
+                    "the index at s3://{}/{manifest_key} was built from another database \
+                     ({theirs}; this one is {database_id}): its chunk ids may name other chunks. \
+                     Run `vox index --rebuild` to replace it with this database's index",
+                    s.bucket
+                ),
+            });
+        }
+        Ok(CurrentIndex {
+            manifest,
+            etag,
+            database_id,
+        })
+    }
+
+    /// A writer in `tmp`, holding the current snapshot (downloaded and checked against the
+    /// manifest's checksum) unless rebuilding, with the embedding model it holds and the
+    /// high-water mark it covers.
+    async fn seeded_writer(
+        &self,
+        current: &CurrentIndex,
+        rebuild: bool,
+        tmp: &Path,
+    ) -> Result<SeededWriter> {
+        let s = &self.settings;
+        let env_dir = tmp.join("env");
+        std::fs::create_dir_all(&env_dir).map_err(|e| io_err(&env_dir, e))?;
+        let (model, high_water_mark) = match (&current.manifest, rebuild) {
             (Some(m), false) => {
                 let data = env_dir.join("data.mdb");
                 self.s3
@@ -449,29 +599,41 @@ impl Indexer {
         // records only its own size).
         let writer = IndexWriter::create(&env_dir, s.map_size, DIMS)?
             .with_n_trees(s.n_trees)
-            .with_tmp_dir(tmp.path());
+            .with_tmp_dir(tmp);
+        Ok(SeededWriter {
+            writer,
+            model,
+            high_water_mark,
+        })
+    }
 
-        let config_names: BTreeMap<u16, String> = conn
-            .query("SELECT index_config_id, name FROM index_config", &[])
-            .await?
-            .iter()
-            .filter_map(|r| {
-                let id: i16 = r.get(0);
-                Some((u16::try_from(id).ok()?, r.get::<_, String>(1)))
-            })
-            .collect();
-
-        let mut after = from;
-        let mut added = 0u64;
+    /// Adds the chunks above `from`, in batches, to every configuration each belongs to;
+    /// every chunk must have the index's embedding model (the first chunk decides it for an
+    /// index that has none) and its dimensions.
+    async fn add_chunks(
+        &self,
+        conn: &Connection,
+        writer: &IndexWriter,
+        model: &mut Option<String>,
+        from: i64,
+        rebuild: bool,
+    ) -> Result<Delta> {
+        let batch_size = self.settings.batch_size;
+        let mut delta = Delta {
+            high_water_mark: from,
+            added: 0,
+        };
         loop {
-            let rows = conn.query(CHUNKS_SQL, &[&after, &s.batch_size]).await?;
+            let rows = conn
+                .query(CHUNKS_SQL, &[&delta.high_water_mark, &batch_size])
+                .await?;
             let mut by_config: BTreeMap<u16, Vec<(i64, Vec<f32>)>> = BTreeMap::new();
             for row in &rows {
                 let chunk_id: i64 = row.get(0);
                 let bytes: &[u8] = row.get(1);
                 let chunk_model: &str = row.get(2);
                 let configs: Vec<i16> = row.get(3);
-                match &model {
+                match model.as_deref() {
                     Some(m) if m != chunk_model => {
                         let reason = if rebuild {
                             format!(
@@ -485,7 +647,7 @@ impl Indexer {
                         return Err(Error::Index { reason });
                     }
                     Some(_) => {}
-                    None => model = Some(chunk_model.to_owned()),
+                    None => *model = Some(chunk_model.to_owned()),
                 }
                 let vector = decode_embedding(bytes);
                 if vector.len() != DIMS {
@@ -506,125 +668,48 @@ impl Indexer {
                     }
                     by_config.entry(last).or_default().push((chunk_id, vector));
                 }
-                after = chunk_id;
+                delta.high_water_mark = chunk_id;
             }
             for (config, items) in &by_config {
                 let refs: Vec<(i64, &[f32])> =
                     items.iter().map(|(id, v)| (*id, v.as_slice())).collect();
                 writer.add(*config, &refs)?;
             }
-            added += rows.len() as u64;
-            if (rows.len() as i64) < s.batch_size {
-                break;
+            delta.added += rows.len() as u64;
+            if (rows.len() as i64) < batch_size {
+                return Ok(delta);
             }
         }
+    }
 
-        if added == 0 && !rebuild {
-            info!(generation = ?previous, high_water_mark = from, "the index is up to date");
-            return Ok(Outcome::UpToDate {
-                generation: previous,
-                high_water_mark: from,
-            });
-        }
-
-        let recorded: Option<i64> = conn
-            .query_one("SELECT max(generation) FROM index_generation", &[])
-            .await?
-            .get(0);
-        let generation = previous
-            .unwrap_or(0)
-            .max(recorded.and_then(|g| u64::try_from(g).ok()).unwrap_or(0))
-            + 1;
-
-        writer.build(generation)?;
-        let snapshot = writer.snapshot(&tmp.path().join("index.mdb"))?;
-        let counts: BTreeMap<String, u64> = writer
-            .counts()?
-            .into_iter()
-            .map(|(config, n)| {
-                let name = config_names
-                    .get(&config)
-                    .cloned()
-                    .unwrap_or_else(|| format!("config-{config}"));
-                (name, n)
-            })
-            .collect();
-        drop(writer);
-
-        let object_key = s.generation_key(generation);
-        self.upload_generation(&object_key, &snapshot.path, generation, &snapshot.sha256)
-            .await?;
-        crate::chaos::point("index-uploaded");
-
-        let manifest = Manifest {
-            generation,
-            high_water_mark: after,
-            counts: counts.clone(),
-            embedding_model: model
-                .or_else(|| current.as_ref().map(|m| m.embedding_model.clone()))
-                .unwrap_or_default(),
-            dims: DIMS,
-            checksum: snapshot.sha256.clone(),
-            size_bytes: snapshot.size_bytes,
-            object_key: object_key.clone(),
-            created_at: Utc::now(),
-            database_id: Some(database),
-        };
+    /// Publishes `manifest` with a write conditional on the manifest this run read (`etag`;
+    /// `None`: there was none). A request that failed after S3 stored the manifest (a lost
+    /// response) published it after all; otherwise the snapshot this run uploaded, which
+    /// nothing names, is deleted.
+    async fn swap_manifest(&self, manifest: &Manifest, etag: Option<&str>) -> Result<()> {
+        let s = &self.settings;
+        let manifest_key = s.manifest_key();
         if let Some(hook) = &self.before_manifest {
             hook().await;
         }
-        if let Err(e) = write_manifest(
-            &self.s3,
-            &s.bucket,
-            &manifest_key,
-            &manifest,
-            etag.as_deref(),
-        )
-        .await
-        {
-            // A request that failed after S3 stored the manifest (a lost response) published
-            // the generation after all.
-            let published = read_manifest(&self.s3, &s.bucket, &manifest_key)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|c| c.manifest == manifest);
-            if !published {
-                // The object was made by this run (the upload refuses an existing key):
-                // nothing refers to it.
-                if let Err(d) = self.s3.delete(&s.bucket, &object_key).await {
-                    warn!(error = %crate::error::chain(&d), key = %object_key, "could not delete an unpublished snapshot");
-                }
-                return Err(e);
-            }
+        let Err(e) = write_manifest(&self.s3, &s.bucket, &manifest_key, manifest, etag).await
+        else {
+            return Ok(());
+        };
+        let published = read_manifest(&self.s3, &s.bucket, &manifest_key)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| &c.manifest == manifest);
+        if published {
+            return Ok(());
         }
-        info!(
-            generation,
-            high_water_mark = after,
-            chunks = added,
-            "published a new index generation"
-        );
-        crate::chaos::point("manifest-swapped");
-
-        if let Err(e) = record_generation(conn, &manifest).await {
-            warn!(error = %crate::error::chain(&e), generation, "published, but could not record the generation");
+        // The object was made by this run (the upload refuses an existing key): nothing
+        // refers to it.
+        if let Err(d) = self.s3.delete(&s.bucket, &manifest.object_key).await {
+            warn!(error = %crate::error::chain(&d), key = %manifest.object_key, "could not delete an unpublished snapshot");
         }
-        let deleted_generations = self.delete_old(conn, generation).await;
-
-        Ok(Outcome::Published(Report {
-            generation,
-            previous_generation: previous,
-            rebuilt: rebuild,
-            chunks_added: added,
-            high_water_mark: after,
-            counts,
-            embedding_model: manifest.embedding_model,
-            size_bytes: snapshot.size_bytes,
-            object_key,
-            checksum: snapshot.sha256,
-            deleted_generations,
-            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        }))
+        Err(e)
     }
 
     /// Uploads a snapshot to a key no object holds yet. An object already there was left by
