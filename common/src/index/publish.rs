@@ -320,18 +320,14 @@ impl Drop for LockedConnection {
     }
 }
 
-/// The chunks above a mark with the configurations each belongs to: its report type's, and
-/// the scenario-wide ones of its scenario that do not exclude its report type.
+/// The chunks above a mark with the configurations each belongs to (those holding its
+/// audit's report type: `index_config_member`).
 const CHUNKS_SQL: &str = "
 SELECT c.chunk_id, c.embedding, c.embedding_model,
-       array_agg(ic.index_config_id ORDER BY ic.index_config_id) AS configs
+       array_agg(m.index_config_id ORDER BY m.index_config_id) AS configs
 FROM chunk c
 JOIN audit a ON a.audit_id = c.audit_id
-JOIN report_type rt ON rt.report_type_id = a.report_type_id
-JOIN index_config ic
-  ON ic.report_type_id = a.report_type_id
-  OR (ic.report_type_id IS NULL AND ic.scenario_id = rt.scenario_id
-      AND NOT (a.report_type_id = ANY (ic.excluded_report_type_ids)))
+JOIN index_config_member m ON m.report_type_id = a.report_type_id
 WHERE c.chunk_id > $1
 GROUP BY c.chunk_id
 ORDER BY c.chunk_id

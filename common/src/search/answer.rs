@@ -403,14 +403,9 @@ pub(crate) fn finish(
 async fn populated_configs(client: &impl crate::db::GenericClient) -> Result<BTreeSet<u16>> {
     let rows = client
         .query(
-            "SELECT ic.index_config_id FROM index_config ic
-             WHERE EXISTS (
-               SELECT 1 FROM chunk c
-               JOIN audit a ON a.audit_id = c.audit_id
-               JOIN report_type rt ON rt.report_type_id = a.report_type_id
-               WHERE ic.report_type_id = a.report_type_id
-                  OR (ic.report_type_id IS NULL AND ic.scenario_id = rt.scenario_id
-                      AND NOT (a.report_type_id = ANY (ic.excluded_report_type_ids))))",
+            "SELECT DISTINCT m.index_config_id FROM index_config_member m
+             WHERE EXISTS (SELECT 1 FROM chunk c JOIN audit a ON a.audit_id = c.audit_id
+                           WHERE a.report_type_id = m.report_type_id)",
             &[],
         )
         .await?;

@@ -373,15 +373,12 @@ impl<'a> ChunkQuery<'a> {
             sql: format!("SELECT {columns} {CHUNK_FROM}\nWHERE "),
             params: Vec::new(),
         };
-        // A chunk is in a configuration of its report type, or in a scenario-wide one that
-        // does not leave its report type out.
+        // A chunk is in the configurations holding its report type.
         let c = q.param(configs);
         q.sql.push_str(&format!(
-            "EXISTS (SELECT 1 FROM index_config ic
-              WHERE ic.index_config_id = ANY ({c}::smallint[])
-                AND (ic.report_type_id = a.report_type_id
-                     OR (ic.report_type_id IS NULL AND ic.scenario_id = rt.scenario_id
-                         AND NOT (a.report_type_id = ANY (ic.excluded_report_type_ids)))))"
+            "EXISTS (SELECT 1 FROM index_config_member m
+              WHERE m.index_config_id = ANY ({c}::smallint[])
+                AND m.report_type_id = a.report_type_id)"
         ));
         let text: [(&'a Option<String>, &str); 7] = [
             (&f.scenario, "(s.code = $ OR s.scenario_name = $)"),
