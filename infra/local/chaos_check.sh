@@ -40,6 +40,7 @@ log() { echo "chaos check: $*" >&2; }
 
 cargo build -q --bin vox
 vox=$PWD/target/debug/vox
+check_started=$(date +%s)
 bash infra/local/postgres.sh >/dev/null
 bash infra/local/speech/make_clips.sh >/dev/null
 speech="${VOX_CACHE:-$HOME/.cache/voxpersona}/speech"
@@ -219,4 +220,4 @@ PY
 # Ours only: libraries leave files of their own there (ONNX Runtime's `.ses`).
 left=$(find "$tmp/chaos/tmp" -mindepth 1 -maxdepth 1 -name 'vox-*')
 [ -z "$left" ] || fail "temporary files left: $left"
-echo "chaos check: passed ($(grep -c '^recording' "$tmp/chaos.state") recordings equal to the clean run's)"
+echo "chaos check: passed in $(( $(date +%s) - check_started )) s ($(grep -c '^recording' "$tmp/chaos.state") recordings equal to the clean run's)"
