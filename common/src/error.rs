@@ -129,6 +129,22 @@ pub enum Error {
     #[error("the speech engine failed: {reason}")]
     Engine { reason: String },
 
+    /// The report engine or the embedder failed while analysing (a panic, an answer that
+    /// misses a part): worth another try.
+    #[error("the report engine failed: {reason}")]
+    Analysis { reason: String },
+
+    /// A fault of the deployment, not of the input or of the moment (a broken built-in
+    /// prompt catalog, a worker built without what a message needs): trying again cannot
+    /// help, so the work fails with this reason for an operator to read.
+    #[error("the worker is misconfigured: {reason}")]
+    Misconfigured { reason: String },
+
+    /// This worker lacks what the message needs, another may have it (e.g. a question
+    /// answerer): the message goes back for one that does.
+    #[error("this worker cannot take the message: {reason}")]
+    NotHere { reason: String },
+
     #[error(
         "recording {recording_id} paused before the deadline after {windows} windows; it resumes on redelivery"
     )]
@@ -205,7 +221,9 @@ impl Error {
             | Error::QuestionBusy { .. }
             | Error::Busy { .. }
             | Error::Paused { .. }
-            | Error::Engine { .. } => true,
+            | Error::Engine { .. }
+            | Error::Analysis { .. }
+            | Error::NotHere { .. } => true,
             Error::Db(e) => e.code().is_none_or(|code| {
                 // Class 08 connection exceptions, 40 transaction rollbacks (serialization
                 // failures, deadlocks), 53 insufficient resources, 57 operator intervention.

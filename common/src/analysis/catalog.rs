@@ -79,7 +79,7 @@ impl Catalog {
         CATALOG
             .get_or_init(|| Catalog::parse(CATALOG_TOML, files::PROMPT_FILES))
             .as_ref()
-            .map_err(|reason| Error::Engine {
+            .map_err(|reason| Error::Misconfigured {
                 reason: format!("the built-in prompt catalog is broken: {reason}"),
             })
     }

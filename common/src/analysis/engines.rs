@@ -26,7 +26,7 @@ impl ReportEngine for OfflineReports {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || engine.analyze(&job))
                 .await
-                .map_err(|e| Error::Engine {
+                .map_err(|e| Error::Analysis {
                     reason: format!("the offline engine panicked: {e}"),
                 })?
         })

@@ -256,9 +256,10 @@ impl OfflineEngine {
                     outcomes.push(Vec::new());
                     let value = rules::compute(&pair.rule, &pair.passes, &outcomes, schema);
                     crate::metrics::validate(&pair.report_type, &pair.building, &value)?;
-                    let json = serde_json::to_string_pretty(&value).map_err(|e| Error::Engine {
-                        reason: format!("metrics could not be serialized: {e}"),
-                    })?;
+                    let json =
+                        serde_json::to_string_pretty(&value).map_err(|e| Error::Analysis {
+                            reason: format!("metrics could not be serialized: {e}"),
+                        })?;
                     passes.push(PassOutput {
                         pass: pass.number,
                         title: pass.title.clone(),
@@ -365,7 +366,7 @@ impl OfflineEngine {
         }
         let vectors = self.embedder.embed(&texts)?;
         if vectors.len() != texts.len() {
-            return Err(Error::Engine {
+            return Err(Error::Analysis {
                 reason: format!(
                     "the embedder returned {} vectors for {} passages",
                     vectors.len(),

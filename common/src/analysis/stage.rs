@@ -268,7 +268,7 @@ impl Stage {
                     ReportBody::Narrative(pass.text.clone())
                 }
                 PassKind::Metrics => {
-                    ReportBody::Metrics(pass.metrics.clone().ok_or_else(|| Error::Engine {
+                    ReportBody::Metrics(pass.metrics.clone().ok_or_else(|| Error::Analysis {
                         reason: format!("metrics pass {} came without metrics", pass.pass),
                     })?)
                 }
@@ -290,7 +290,7 @@ impl Stage {
             });
         }
         if reports.is_empty() {
-            return Err(Error::Engine {
+            return Err(Error::Analysis {
                 reason: format!(
                     "the engine produced no report for {} ({})",
                     job.report_type, job.building
@@ -315,7 +315,7 @@ impl Stage {
             embedder.embed(&refs)
         })
         .await
-        .map_err(|e| Error::Engine {
+        .map_err(|e| Error::Analysis {
             reason: format!("the embedder panicked: {e}"),
         })??;
         let mut vectors = vectors.into_iter();
@@ -323,7 +323,7 @@ impl Stage {
         for (pass, cs) in pieces {
             let mut stored = Vec::with_capacity(cs.len());
             for c in cs {
-                let embedding = vectors.next().ok_or_else(|| Error::Engine {
+                let embedding = vectors.next().ok_or_else(|| Error::Analysis {
                     reason: "the embedder returned fewer vectors than texts".into(),
                 })?;
                 stored.push(NewChunk {
@@ -376,7 +376,7 @@ impl Stage {
                 .position(|r| r.pass == *pass)
                 .and_then(|i| persisted.audit_ids.get(i))
                 .copied()
-                .ok_or_else(|| Error::Engine {
+                .ok_or_else(|| Error::Analysis {
                     reason: format!("no stored audit for pass {pass}"),
                 })?;
             chunk_db::replace_for_audit(&tx, audit_id, chunks, &model).await?;

@@ -150,7 +150,7 @@ impl DbConfig {
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         }
-        let tls = tls::client_config(self.effective_verify(), roots).map_err(tls_err)?;
+        let tls = tls::client_config(self.effective_verify(), roots)?;
         Ok(MakeRustlsConnect::new(tls))
     }
 

@@ -84,17 +84,20 @@ fn find_key(conn: &str, key: &str, separators: &[char]) -> Option<usize> {
 pub fn client_config(
     verify: Verify,
     roots: rustls::RootCertStore,
-) -> Result<rustls::ClientConfig, String> {
+) -> crate::Result<rustls::ClientConfig> {
+    let tls_err = |e: &dyn std::fmt::Display| crate::Error::Tls {
+        reason: e.to_string(),
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| tls_err(&e))?;
     let config = match verify {
         Verify::Full => builder.with_root_certificates(roots),
         Verify::Chain => {
             let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| tls_err(&e))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))

@@ -108,8 +108,8 @@ async fn answer(
     q: QuestionMessage,
 ) -> Result<common::search::answer::Answer, common::Error> {
     let Some(answerer) = answerer else {
-        return Err(common::Error::Engine {
-            reason: "this worker has no question answerer".into(),
+        return Err(common::Error::NotHere {
+            reason: "it has no question answerer".into(),
         });
     };
     answerer

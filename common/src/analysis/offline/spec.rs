@@ -281,7 +281,7 @@ impl Spec {
                     .collect();
                 let mut vectors = embedder.embed(&probes)?.into_iter();
                 if vectors.len() != probes.len() {
-                    return Err(Error::Engine {
+                    return Err(Error::Analysis {
                         reason: format!(
                             "the embedder returned {} vectors for {} queries",
                             vectors.len(),
