@@ -25,13 +25,14 @@ pub mod events;
 pub mod index;
 #[cfg(feature = "llm")]
 pub mod llm;
-#[cfg(feature = "indexer")]
+#[cfg(feature = "index-write")]
 pub mod maintain;
 pub mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 #[cfg(feature = "aws")]
 pub mod queue;
+pub mod quotes;
 pub mod scratch;
 #[cfg(feature = "search")]
 pub mod search;

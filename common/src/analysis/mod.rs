@@ -67,5 +67,7 @@ pub mod chunk;
 pub mod engines;
 pub mod llm;
 pub mod offline;
-pub mod quotes;
+/// Quotations in reports, checked against their transcript (search cites them too, so they
+/// live outside this feature).
+pub use crate::quotes;
 pub mod stage;

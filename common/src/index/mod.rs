@@ -71,9 +71,11 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
-#[cfg(feature = "indexer")]
+#[cfg(feature = "index-read")]
+pub mod manifest;
+#[cfg(feature = "index-write")]
 pub mod publish;
-#[cfg(feature = "indexer")]
+#[cfg(feature = "index-read")]
 pub mod reader;
 #[cfg(test)]
 mod tests;

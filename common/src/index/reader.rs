@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
-use super::publish::{self, Manifest};
+use super::manifest::{self, Manifest};
 use super::{IndexReader, sha256_file};
 use crate::config::{self, ConfigError};
 use crate::db::GenericClient;
@@ -51,7 +51,7 @@ pub struct ReaderSettings {
     /// `VOX_INDEX_BUCKET` (required).
     pub bucket: String,
     /// `VOX_INDEX_PREFIX` (default `index/`), normalised as the writer's
-    /// ([`publish::Settings::with_prefix`]).
+    /// ([`manifest::Settings::with_prefix`]).
     pub prefix: String,
     /// `VOX_INDEX_POLL_SECONDS` (default 5): the least time between two looks at the
     /// manifest by [`ServedIndex::maybe_refresh`]; 0 looks on every call.
@@ -63,7 +63,7 @@ pub struct ReaderSettings {
 impl ReaderSettings {
     /// Defaults for a bucket.
     pub fn new(bucket: impl Into<String>) -> Self {
-        Self::from(&publish::Settings::new(bucket))
+        Self::from(&manifest::Settings::new(bucket))
     }
 
     /// Reads `VOX_INDEX_BUCKET`, `VOX_INDEX_PREFIX`, `VOX_INDEX_POLL_SECONDS` and
@@ -81,7 +81,7 @@ impl ReaderSettings {
 
     /// A prefix normalised as the writer's (ends with `/` unless empty).
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.prefix = publish::Settings::new(self.bucket.as_str())
+        self.prefix = manifest::Settings::new(self.bucket.as_str())
             .with_prefix(prefix)
             .prefix;
         self
@@ -89,15 +89,15 @@ impl ReaderSettings {
 
     /// The manifest's key, as the writer publishes it.
     pub fn manifest_key(&self) -> String {
-        publish::Settings::new(self.bucket.as_str())
+        manifest::Settings::new(self.bucket.as_str())
             .with_prefix(&self.prefix)
             .manifest_key()
     }
 }
 
-impl From<&publish::Settings> for ReaderSettings {
+impl From<&manifest::Settings> for ReaderSettings {
     /// The bucket and prefix a writer publishes to, with the readers' defaults.
-    fn from(writer: &publish::Settings) -> Self {
+    fn from(writer: &manifest::Settings) -> Self {
         Self {
             bucket: writer.bucket.clone(),
             prefix: writer.prefix.clone(),
@@ -534,7 +534,7 @@ mod tests {
             ReaderSettings::new("b").poll_interval,
             DEFAULT_POLL_INTERVAL
         );
-        let writer = publish::Settings::new("w").with_prefix("p");
+        let writer = manifest::Settings::new("w").with_prefix("p");
         let s = ReaderSettings::from(&writer);
         assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("w", "p/"));
         assert_eq!(s.manifest_key(), writer.manifest_key());

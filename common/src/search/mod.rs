@@ -24,11 +24,11 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::ToSql;
 
-use crate::analysis::quotes;
 use crate::db::PgPool;
 use crate::db::chunk::decode_embedding;
 use crate::embed::{Embedder, cosine};
 use crate::index::{Candidates, IndexReader};
+use crate::quotes;
 use crate::{Error, Result};
 
 pub use locate::SegmentLocator;
@@ -202,7 +202,7 @@ pub struct Served<'a> {
     pub database_id: Option<&'a str>,
 }
 
-#[cfg(feature = "indexer")]
+#[cfg(feature = "index-read")]
 impl<'a> From<&'a crate::index::reader::Snapshot> for Served<'a> {
     fn from(s: &'a crate::index::reader::Snapshot) -> Self {
         Served {
