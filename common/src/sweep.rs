@@ -6,8 +6,9 @@
 //! busy, a send lost between a commit and the queue, a crash between two statements. Each
 //! stuck row (see [`crate::db::stuck`]) is re-queued, or failed with a reason naming where
 //! its last worker stopped once its attempts are used up; recordings whose jobs have all
-//! finished are settled. It runs in `vox maintain` and, deployed, on a schedule in the
-//! transcribe function.
+//! finished are settled. Deep questions stuck the same way go back to the analyze queue, or
+//! fail once a day old (they count no attempts). It runs in `vox maintain` and, deployed, on
+//! a schedule in the transcribe function.
 
 use std::time::Duration;
 
@@ -30,6 +31,9 @@ pub struct SweepSettings {
     pub max_attempts: i32,
     /// `VOX_JOB_MAX_ATTEMPTS`, default 5: claims of an analysis job before it is failed.
     pub job_max_attempts: i32,
+    /// A deep question (which has no attempt count) still unanswered this long after it
+    /// was asked is failed instead of re-queued (default one day).
+    pub question_max_age: Duration,
     /// Report, change nothing.
     pub dry_run: bool,
 }
@@ -40,6 +44,7 @@ impl Default for SweepSettings {
             idle: Duration::from_secs(600),
             max_attempts: 5,
             job_max_attempts: 5,
+            question_max_age: Duration::from_secs(24 * 3600),
             dry_run: false,
         }
     }
@@ -51,7 +56,7 @@ impl SweepSettings {
             idle: Duration::from_secs(config::parsed_or("VOX_SWEEP_IDLE_SECONDS", 600u64)?),
             max_attempts: config::parsed_or("VOX_MAX_ATTEMPTS", 5i32)?,
             job_max_attempts: config::parsed_or("VOX_JOB_MAX_ATTEMPTS", 5i32)?,
-            dry_run: false,
+            ..Self::default()
         })
     }
 }
@@ -67,7 +72,7 @@ pub struct SweepQueues<'a> {
 /// One row the sweeper acted on (or, in a dry run, would act on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SweptRow {
-    /// `recording` or `analysis_job`.
+    /// `recording`, `analysis_job` or `question`.
     pub kind: &'static str,
     pub id: i64,
     pub recording_id: Option<i64>,
@@ -214,6 +219,62 @@ pub async fn sweep(
         let dedup = format!("sweep-job-{id}-{}", job.attempts);
         queue.send_json(&job.message, "analysis", &dedup).await?;
         info!(job_id = id, found = %swept.found, "stuck analysis job re-queued");
+        report.requeued.push(swept);
+    }
+
+    // Deep questions travel on the analyze queue too.
+    for q in stuck::questions(&conn, settings.idle).await? {
+        let id = q.question_job_id;
+        let found = match q.lease_until {
+            Some(until) if q.status == "running" => format!(
+                "running since its worker stopped (lease ran out {})",
+                until.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            _ => format!(
+                "pending and not taken for {} s",
+                (chrono::Utc::now() - q.updated_at).num_seconds()
+            ),
+        };
+        let swept = SweptRow {
+            kind: "question",
+            id,
+            recording_id: None,
+            found,
+        };
+        let age = (chrono::Utc::now() - q.created_at)
+            .to_std()
+            .unwrap_or_default();
+        if age >= settings.question_max_age {
+            let reason = format!(
+                "gave up after {} h without an answer: {}",
+                age.as_secs() / 3600,
+                swept.found
+            );
+            if settings.dry_run || stuck::fail_question(&conn, &q, &reason).await? {
+                warn!(question_job_id = id, %reason, "stuck deep question failed");
+                report.failed.push(SweptRow {
+                    found: reason,
+                    ..swept
+                });
+            }
+            continue;
+        }
+        let Some(queue) = queues.analyze else {
+            report.left.push(swept);
+            continue;
+        };
+        if settings.dry_run {
+            report.requeued.push(swept);
+            continue;
+        }
+        if !stuck::touch_question(&conn, &q).await? {
+            continue;
+        }
+        let message = serde_json::json!({ "question_job_id": id });
+        queue
+            .send_json(&message, "question", &format!("sweep-question-{id}"))
+            .await?;
+        info!(question_job_id = id, found = %swept.found, "stuck deep question re-queued");
         report.requeued.push(swept);
     }
 

@@ -135,6 +135,24 @@ async fn stuck_work_is_requeued_failed_once_out_of_attempts_or_settled() {
         .await
         .unwrap();
     }
+    // Deep questions: one asked and never taken, one a worker died on two days ago.
+    let conn = db.pool.get().await.unwrap();
+    let (fresh_question, old_question): (i64, i64) = conn
+        .query_one(
+            "WITH a AS (INSERT INTO question_job (question) VALUES ('Что с освещением?')
+                        RETURNING question_job_id),
+                  b AS (INSERT INTO question_job (question, status, lease_owner, lease_until,
+                                                  created_at)
+                        VALUES ('Что со шумом?', 'running', 'dead', now() - interval '1 hour',
+                                now() - interval '2 days')
+                        RETURNING question_job_id)
+             SELECT a.question_job_id, b.question_job_id FROM a, b",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    drop(conn);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let queues = SweepQueues {
         transcribe: Some(&aws.transcribe),
@@ -155,7 +173,7 @@ async fn stuck_work_is_requeued_failed_once_out_of_attempts_or_settled() {
     )
     .await
     .unwrap();
-    assert_eq!((dry.requeued.len(), dry.failed.len()), (3, 2), "{dry:?}");
+    assert_eq!((dry.requeued.len(), dry.failed.len()), (4, 3), "{dry:?}");
     assert_eq!(
         status(&db, exhausted).await.0,
         "transcribing",
@@ -182,22 +200,49 @@ async fn stuck_work_is_requeued_failed_once_out_of_attempts_or_settled() {
     assert!(reason.starts_with("gave up after 5 attempts"), "{reason}");
     assert!(reason.contains("transcribing: 60 s done"), "{reason}");
 
-    // c's two queued jobs go back to the analyze queue; the third is failed.
-    let mut sent: Vec<i64> = aws
-        .drain(&aws.analyze, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| {
-            serde_json::from_str::<JobMessage>(b)
-                .unwrap()
-                .analysis_job_id
-        })
-        .collect();
+    // c's two queued jobs go back to the analyze queue, the third is failed; the fresh deep
+    // question goes back beside them, the two-day-old one is failed.
+    let (mut sent, mut questions) = (Vec::new(), Vec::new());
+    for body in aws.drain(&aws.analyze, 10).await.unwrap() {
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        match value.get("question_job_id") {
+            Some(id) => questions.push(id.as_i64().unwrap()),
+            None => sent.push(
+                serde_json::from_value::<JobMessage>(value)
+                    .unwrap()
+                    .analysis_job_id,
+            ),
+        }
+    }
     sent.sort_unstable();
     assert_eq!(sent, vec![jobs[1].analysis_job_id, jobs[2].analysis_job_id]);
-    let failed: Vec<i64> = report.failed.iter().map(|r| r.id).collect();
-    assert_eq!(failed, vec![exhausted, jobs[0].analysis_job_id]);
+    assert_eq!(questions, vec![fresh_question]);
+    let failed: Vec<(&str, i64)> = report.failed.iter().map(|r| (r.kind, r.id)).collect();
+    assert_eq!(
+        failed,
+        vec![
+            ("recording", exhausted),
+            ("analysis_job", jobs[0].analysis_job_id),
+            ("question", old_question)
+        ]
+    );
+    let (question_status, question_error): (String, String) = db
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT status, last_error FROM question_job WHERE question_job_id = $1",
+            &[&old_question],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(question_status, "failed");
+    assert!(
+        question_error.starts_with("gave up after 48 h"),
+        "{question_error}"
+    );
     assert_eq!(
         status(&db, queued).await.0,
         "analyzing",

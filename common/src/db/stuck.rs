@@ -223,3 +223,73 @@ pub async fn settle_finished(client: &mut super::Connection) -> Result<Vec<i64>>
     }
     Ok(settled)
 }
+
+/// A deep question nothing is working on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StuckQuestion {
+    pub question_job_id: i64,
+    pub status: String,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Deep questions `pending`, or `running` past their lease, untouched for `idle`.
+pub async fn questions(client: &impl GenericClient, idle: Duration) -> Result<Vec<StuckQuestion>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT question_job_id, status, lease_until, created_at, updated_at
+             FROM question_job
+             WHERE (status = 'pending' OR (status = 'running' AND lease_until < now()))
+               AND updated_at < now() - $1 * interval '1 millisecond'
+             ORDER BY question_job_id",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&idle_ms(idle)])
+        .await?
+        .iter()
+        .map(|r| StuckQuestion {
+            question_job_id: r.get(0),
+            status: r.get(1),
+            lease_until: r.get(2),
+            created_at: r.get(3),
+            updated_at: r.get(4),
+        })
+        .collect())
+}
+
+/// Marks a stuck question re-queued, unless a worker touched it since it was read.
+pub async fn touch_question(client: &impl GenericClient, stuck: &StuckQuestion) -> Result<bool> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE question_job SET updated_at = now()
+             WHERE question_job_id = $1 AND updated_at = $2
+               AND (status = 'pending' OR (status = 'running' AND lease_until < now()))",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&stuck.question_job_id, &stuck.updated_at])
+        .await?
+        == 1)
+}
+
+/// Fails a question that is still stuck, with `reason`: true when it was.
+pub async fn fail_question(
+    client: &impl GenericClient,
+    stuck: &StuckQuestion,
+    reason: &str,
+) -> Result<bool> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE question_job SET status = 'failed', last_error = $3, lease_owner = NULL,
+                    lease_until = NULL, finished_at = now(), updated_at = now()
+             WHERE question_job_id = $1 AND updated_at = $2
+               AND (status = 'pending' OR (status = 'running' AND lease_until < now()))",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&stuck.question_job_id, &stuck.updated_at, &reason])
+        .await?
+        == 1)
+}
