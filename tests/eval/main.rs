@@ -20,6 +20,10 @@ mod facts;
 
 use facts::{evaluate, load_set, reference_segments};
 
+#[path = "questions.rs"]
+#[allow(dead_code)] // the retrieval benchmark uses all of it
+mod questions;
+
 fn engine() -> &'static OfflineEngine {
     static E: OnceLock<OfflineEngine> = OnceLock::new();
     E.get_or_init(|| {
@@ -84,4 +88,79 @@ fn the_issues_hotel_guest_gets_every_stated_factor_counted() {
     let (tally, missed) = evaluate(engine(), t, segments, "text").unwrap();
     assert_eq!(tally.found, tally.facts, "missed {missed:?}");
     assert_eq!(tally.metric_ok, tally.metric_facts);
+}
+
+#[test]
+fn retrieval_questions_are_valid() {
+    // Each question's answer is in its turn, its paraphrase avoids the turn's content words
+    // (load_questions checks both and fails with every problem it finds).
+    let set = questions::load_questions(&root()).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(set.len() >= 50, "{} questions", set.len());
+    let clips: std::collections::BTreeSet<&str> = set.iter().map(|q| q.clip.as_str()).collect();
+    assert!(clips.len() >= 12, "{} scripts", clips.len());
+    let mut kinds = std::collections::BTreeSet::new();
+    for clip in &clips {
+        let script = questions::script(&root(), clip).unwrap();
+        kinds.insert(script.kind().to_owned());
+        let n = set.iter().filter(|q| q.clip == *clip).count();
+        assert!((3..=5).contains(&n), "{clip}: {n} questions");
+    }
+    assert!(
+        kinds.contains("audit") && kinds.contains("interview"),
+        "{kinds:?}"
+    );
+    for q in &set {
+        let said = &questions::turns(&root(), &q.clip).unwrap()[q.turn - 1].1;
+        assert!(questions::states(&q.answer, said), "{}: {}", q.clip, q.text);
+    }
+}
+
+#[test]
+fn retrieval_question_checks_name_the_file_and_the_question() {
+    let root = tempfile::tempdir().unwrap();
+    let dialogues = root.path().join("infra/local/speech/dialogues");
+    let dir = root.path().join("tests/eval/questions");
+    std::fs::create_dir_all(&dialogues).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dialogues.join("ru_audit_x.txt"),
+        "# kind: audit\nS1: Начинаю осмотр.\nS1: Рекомендую добавить ковры за стойкой.\n",
+    )
+    .unwrap();
+    let q = |turn: usize, paraphrase: &str, answer: &str| {
+        format!(
+            "[[question]]\nturn = {turn}\ntext = \"Что добавить у ресепшена?\"\n\
+             paraphrase = \"{paraphrase}\"\nanswer = {answer}\n"
+        )
+    };
+    let good = q(2, "Чем застелить пол у приёмной?", r#"[["ковры"]]"#);
+    std::fs::write(dir.join("ru_audit_x.toml"), &good).unwrap();
+    let set = questions::load_questions(root.path()).unwrap();
+    assert_eq!((set.len(), set[0].turn), (1, 2));
+
+    let bad = [
+        q(3, "Чем застелить пол?", r#"[["ковры"]]"#),
+        q(2, "Что добавить у приёмной?", r#"[["ковры"]]"#),
+        q(2, "Чем застелить пол?", r#"[["ковры"], ["панели"]]"#),
+        q(2, "Чем застелить пол?", r#"[["панели"]]"#),
+    ];
+    std::fs::write(dir.join("ru_audit_x.toml"), bad.concat()).unwrap();
+    let e = format!("{:#}", questions::load_questions(root.path()).unwrap_err());
+    for wanted in [
+        "4 problem(s)",
+        "ru_audit_x.toml: question 1",
+        "turn 3 is not one of the script's turns 1..=2",
+        "question 2",
+        "shares content stems [\"добав\"]",
+        "question 3",
+        "answer sets [[\"панели\"]] are not stated in turn 2",
+        "question 4",
+        "no answer set is stated",
+    ] {
+        assert!(e.contains(wanted), "{wanted:?} not in {e}");
+    }
+
+    std::fs::write(dir.join("ru_audit_none.toml"), &good).unwrap();
+    let e = format!("{:#}", questions::load_questions(root.path()).unwrap_err());
+    assert!(e.contains("ru_audit_none.toml: no script"), "{e}");
 }
