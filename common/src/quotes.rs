@@ -7,6 +7,13 @@
 
 use crate::db::audit::Quote;
 
+/// `ЧЧ:ММ:СС` of a moment in a recording, as reports and answers cite it (hours grow past 99
+/// if they must; negative is 0).
+pub fn hms(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// The quotations of a report: the text between each outermost `«` and its `»`.
 pub fn extract(report: &str) -> Vec<String> {
     let mut quotes = Vec::new();

@@ -56,6 +56,13 @@ async fn search_requests_name_the_field_at_fault() {
             json!({"query": "шум", "filters": {"colour": "red"}}),
         )
         .await;
+    let corpus = app
+        .post(
+            "/search",
+            &app.analyst,
+            json!({"query": "шум", "corpus": "audio"}),
+        )
+        .await;
 
     assert_eq!(blank.problem(400, "validation")["field"], "query");
     assert_eq!(limit.problem(400, "validation")["field"], "limit");
@@ -67,14 +74,16 @@ async fn search_requests_name_the_field_at_fault() {
         unknown.problem(400, "validation")["field"],
         "filters.colour"
     );
+    assert_eq!(corpus.problem(400, "validation")["field"], "corpus");
 }
 
-/// A stored design audit whose narrative reports are chunked and embedded as the analyze
-/// stage does; returns how many chunks were stored.
+/// A stored design audit whose narrative reports are chunked and embedded, and its
+/// transcript's windows, as the analyze stage does; returns how many chunks were stored.
 async fn seed(app: &App) -> i64 {
     use common::analysis::chunk::{ChunkParams, split};
-    use common::db::audit;
-    use common::db::chunk::{NewChunk, replace_for_audit};
+    use common::analysis::windows::{self, WindowParams};
+    use common::db::chunk::{NewChunk, NewTranscriptChunk, replace_for_audit};
+    use common::db::{audit, chunk, transcription};
     let mut conn = app.db.pool.get().await.unwrap();
     let persisted = audit::persist(&mut conn, &crate::support::design_submission("a.ogg"))
         .await
@@ -105,6 +114,33 @@ async fn seed(app: &App) -> i64 {
             .await
             .unwrap();
     }
+    let t = transcription::get(&conn, persisted.transcription_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let pieces = windows::split(&t.segments, WindowParams::default());
+    let texts: Vec<&str> = pieces.iter().map(|w| w.text.as_str()).collect();
+    let vectors = embedder.embed(&texts).unwrap();
+    let windows: Vec<NewTranscriptChunk> = pieces
+        .into_iter()
+        .zip(vectors)
+        .map(|(w, embedding)| NewTranscriptChunk {
+            seq: w.seq,
+            start_char: w.start_char as i32,
+            end_char: w.end_char as i32,
+            first_segment: w.first_segment as i32,
+            last_segment: w.last_segment as i32,
+            start_ms: w.start_ms,
+            end_ms: w.end_ms,
+            speaker: w.speaker,
+            text: w.text,
+            embedding,
+        })
+        .collect();
+    stored += windows.len() as i64;
+    chunk::replace_for_transcription(&conn, t.id, &windows, embedder.model_id())
+        .await
+        .unwrap();
     stored
 }
 
@@ -141,6 +177,37 @@ async fn search_answers_and_deep_questions_cite_their_sources() {
         (Some(4_200), Some(9_800))
     );
     assert!(hits[0]["source"]["audit_id"].as_i64().is_some());
+    assert_eq!(hits[0]["source"]["kind"], "report", "{body}");
+
+    // What was said: the transcript window holding the sentence, with its moment.
+    let said = app
+        .post(
+            "/search",
+            &app.analyst,
+            json!({"query": "шум в лобби", "limit": 3, "corpus": "transcripts"}),
+        )
+        .await;
+    assert_eq!(said.status.as_u16(), 200, "{}", said.text());
+    let body = said.json();
+    let hits = body["hits"].as_array().unwrap();
+    assert!(!hits.is_empty(), "{body}");
+    for hit in hits {
+        let source = &hit["source"];
+        assert_eq!(source["kind"], "transcript", "{body}");
+        assert!(source["audit_id"].is_null() && source["report_type"].is_null());
+        assert!(source["start_ms"].as_i64().unwrap() <= source["end_ms"].as_i64().unwrap());
+        assert!(source.get("speaker").is_some(), "{body}");
+    }
+    let source = &hits[0]["source"];
+    assert!(source["start_ms"].as_i64() <= Some(4_200) && source["end_ms"].as_i64() >= Some(9_800));
+    assert!(
+        source["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["text"].as_str().unwrap().contains("шумно") && s.get("speaker").is_some()),
+        "{body}"
+    );
 
     let filtered = app
         .post(
@@ -184,6 +251,8 @@ async fn search_answers_and_deep_questions_cite_their_sources() {
         for n in statement["sources"].as_array().unwrap() {
             assert!(ranks.contains(&n.as_i64().unwrap()), "{body}");
         }
+        // Statements from a transcript say when they were said.
+        assert!(statement.get("said").is_some(), "{body}");
     }
 
     // A deep question is a job, answered in process here; it is followed to the end.

@@ -54,7 +54,11 @@ async fn expected_counts(db: &TestDb) -> BTreeMap<String, u64> {
              JOIN index_config ic ON ic.report_type_id = a.report_type_id
                OR (ic.report_type_id IS NULL AND ic.scenario_id = rt.scenario_id
                    AND NOT a.report_type_id = ANY (ic.excluded_report_type_ids))
-             GROUP BY ic.name",
+             GROUP BY ic.name
+             UNION ALL
+             SELECT 'transcripts', count(*) FROM chunk WHERE transcription_id IS NOT NULL
+             UNION ALL
+             SELECT 'all', count(*) FROM chunk",
             &[],
         )
         .await
@@ -540,4 +544,48 @@ async fn an_index_rebuilt_before_any_chunk_takes_the_model_of_the_first_chunks()
     assert!(!next.embedding_model.is_empty(), "{next:?}");
     assert_eq!(nonzero(&next.counts), expected_counts(&db).await);
     assert_eq!(next.high_water_mark, max_chunk_id(&db).await);
+}
+
+#[tokio::test]
+async fn a_configuration_added_after_publishing_makes_the_next_run_a_rebuild() {
+    let db = TestDb::new().await.unwrap();
+    let aws = LocalAws::new().await.unwrap();
+    let indexer = indexer(&db, &aws, 3);
+    assert!(analyze(&db, "design", "structured-audit", "hotel").await > 0);
+    let first = published(indexer.run(false).await.unwrap());
+    assert!(!first.rebuilt);
+    let total = max_chunk_id(&db).await;
+
+    // A migration adds a configuration holding every chunk, old ones included.
+    let conn = db.pool.get().await.unwrap();
+    conn.execute(
+        "INSERT INTO index_config (index_config_id, name, description, corpus)
+         VALUES (99, 'everything', 'every chunk', 'both')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let stored: i64 = conn
+        .query_one("SELECT count(*) FROM chunk", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let second = published(indexer.run(false).await.unwrap());
+    assert!(second.rebuilt, "{second:?}");
+    assert_eq!(second.counts.get("everything"), Some(&(stored as u64)));
+    let mut expected = expected_counts(&db).await;
+    expected.insert("everything".into(), stored as u64);
+    assert_eq!(nonzero(&second.counts), expected);
+    assert_eq!(second.high_water_mark, total);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_now(&aws).await.expect("a manifest").manifest;
+    let reader = open_published(&aws, &manifest, &dir).await;
+    let (chunk_id, embedding) = first_chunk(&db, "structured-audit", 0).await;
+    assert_finds_itself(&reader, 99, chunk_id, &embedding);
+
+    // Once it is in the index, runs are incremental again.
+    assert!(matches!(
+        indexer.run(false).await.unwrap(),
+        Outcome::UpToDate { .. }
+    ));
 }

@@ -13,3 +13,4 @@ mod run_loop;
 mod search;
 mod sweep;
 mod transcribe;
+mod transcripts;

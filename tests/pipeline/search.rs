@@ -11,7 +11,7 @@ use common::index::publish::{Indexer, Outcome, Settings};
 use common::index::reader::{ReaderSettings, ServedIndex};
 use common::search::answer::{AnswerRequest, Answerer, NOT_FOUND};
 use common::search::deep::{self, Scope};
-use common::search::{Hit, SearchRequest, Searcher, Served, Source};
+use common::search::{Hit, HitKind, SearchRequest, Searcher, Served, Source};
 use vox_tests::TestDb;
 use vox_tests::aws::LocalAws;
 
@@ -154,7 +154,7 @@ async fn snapshot_search_equals_an_exact_scan_and_filters_exclude_what_they_shou
     assert!(top.recording_id.is_some() && top.object_key.is_some());
     assert_eq!(top.bucket.as_deref(), Some("b"));
     assert!(results.hits.iter().any(|h| !h.segments.is_empty()));
-    for h in &results.hits {
+    for h in results.hits.iter().filter(|h| h.kind == HitKind::Report) {
         for s in &h.segments {
             assert!(s.start_ms < s.end_ms);
             // The segment holds (part of) a quote of the chunk.
@@ -171,7 +171,23 @@ async fn snapshot_search_equals_an_exact_scan_and_filters_exclude_what_they_shou
         }
     }
 
-    // Filters exclude what they should, through the snapshot's candidate sets.
+    // Filters exclude what they should, through the snapshot's candidate sets, in both
+    // corpora: a transcript window passes a report-type filter when its recording has a
+    // report of that type.
+    let conn = db.pool.get().await.unwrap();
+    let structured: BTreeSet<i64> = conn
+        .query(
+            "SELECT a.transcription_id FROM audit a
+             JOIN report_type rt ON rt.report_type_id = a.report_type_id
+             WHERE rt.code = 'structured-audit'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(conn);
     type Case = (
         &'static str,
         Box<dyn Fn(&mut SearchRequest)>,
@@ -204,7 +220,10 @@ async fn snapshot_search_equals_an_exact_scan_and_filters_exclude_what_they_shou
         (
             "report type",
             Box::new(|r| r.filters.report_type = Some("structured-audit".into())),
-            Box::new(|h| h.report_type == "structured-audit"),
+            Box::new(move |h| match h.kind {
+                HitKind::Report => h.report_type.as_deref() == Some("structured-audit"),
+                HitKind::Transcript => structured.contains(&h.transcription_id),
+            }),
         ),
     ];
     for (name, filter, ok) in &cases {
@@ -220,6 +239,12 @@ async fn snapshot_search_equals_an_exact_scan_and_filters_exclude_what_they_shou
             results.hits.iter().all(ok.as_ref()),
             "{name}: a hit out of the filter"
         );
+        for kind in [HitKind::Report, HitKind::Transcript] {
+            assert!(
+                results.hits.iter().any(|h| h.kind == kind),
+                "{name}: no {kind:?} hit passes the filter"
+            );
+        }
         let unfiltered = searcher
             .search(
                 Some(Served::from(&*snapshot)),
@@ -307,7 +332,20 @@ async fn snapshot_search_equals_an_exact_scan_and_filters_exclude_what_they_shou
         .await
         .unwrap();
     assert!(!after.hits.is_empty());
-    assert!(after.hits.iter().all(|h| !moscow.contains(&h.audit_id)));
+    assert!(
+        after
+            .hits
+            .iter()
+            .all(|h| h.audit_id.is_none_or(|a| !moscow.contains(&a)))
+    );
+    // A transcript whose reports are all gone has no metadata left to filter by: its windows
+    // drop out with them.
+    assert!(
+        after
+            .hits
+            .iter()
+            .all(|h| h.city.as_deref() != Some("Москва"))
+    );
 
     // Full-text fusion brings a chunk naming the exact word to the top.
     let mut hybrid = SearchRequest::new("торшеры");

@@ -71,3 +71,4 @@ pub mod offline;
 /// live outside this feature).
 pub use crate::quotes;
 pub mod stage;
+pub mod windows;

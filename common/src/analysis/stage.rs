@@ -4,9 +4,11 @@
 //! Per job: claim it under a lease (a finished job is a no-op, a live lease elsewhere is
 //! retried later, an expired one taken over); load the transcript and the recording's
 //! metadata; run the engine; verify every quotation against the transcript; split the
-//! narratives into chunks and embed them; then **one transaction**: references and audits
-//! through the foundation's persist function, `user_road`, the chunks, the job done (and the
-//! recording once its last job is). After the commit, a message to the index queue. A
+//! narratives into chunks and embed them, and the transcript into windows when its windows
+//! are not stored yet (the first job of a recording makes them; see [`super::windows`]); then
+//! **one transaction**: references and audits through the foundation's persist function,
+//! `user_road`, the chunks and windows, the job done (and the recording once its last job
+//! is). After the commit, a message to the index queue. A
 //! non-retryable error fails the job with its reason; any other leaves the message for a
 //! redelivery.
 
@@ -21,13 +23,14 @@ use tracing::{info, warn};
 
 use super::chunk::{self, ChunkParams};
 use super::quotes::Verifier;
+use super::windows::{self, WindowParams};
 use super::{JobInput, PassKind, ReportOutput};
 use crate::config::{self, ConfigError};
 use crate::db::analysis_job::{self, ClaimedJob, JobClaim, JobMessage};
 use crate::db::audit::{
     self, AuditSubmission, PersistStep, ReportBody, ReportInput, TranscriptionSource,
 };
-use crate::db::chunk::{self as chunk_db, NewChunk};
+use crate::db::chunk::{self as chunk_db, NewChunk, NewTranscriptChunk};
 use crate::db::lease::{Heartbeat, Leased};
 use crate::db::transcription::{self, Transcription};
 use crate::db::{PgPool, Retry};
@@ -53,6 +56,7 @@ pub struct Settings {
     /// `VOX_JOB_MAX_ATTEMPTS`, default 5.
     pub max_attempts: i32,
     pub chunks: ChunkParams,
+    pub windows: WindowParams,
 }
 
 impl Settings {
@@ -64,6 +68,7 @@ impl Settings {
                 size: config::parsed_or("VOX_CHUNK_CHARS", 800usize)?,
                 overlap: config::parsed_or("VOX_CHUNK_OVERLAP", 100usize)?,
             },
+            windows: WindowParams::default(),
         })
     }
 }
@@ -74,6 +79,7 @@ impl Default for Settings {
             lease: crate::db::lease::DEFAULT_LEASE,
             max_attempts: 5,
             chunks: ChunkParams::default(),
+            windows: WindowParams::default(),
         }
     }
 }
@@ -93,6 +99,8 @@ pub enum Outcome {
         analysis_job_id: i64,
         audit_ids: Vec<i64>,
         chunks: usize,
+        /// Windows of the transcript stored with this job (0 when an earlier job stored them).
+        transcript_windows: usize,
         quotes: usize,
         unverified_quotes: usize,
     },
@@ -305,9 +313,22 @@ impl Stage {
             .map(|(pass, text)| (*pass, chunk::split(text, self.settings.chunks)))
             .collect();
         pieces.retain(|(_, c)| !c.is_empty());
+        // The transcript's windows, unless a job before this one stored them (two jobs of a
+        // recording at once both make them; the second write changes nothing).
+        let model = self.embedder.model_id().to_owned();
+        let stored_windows = {
+            let conn = self.pool.get().await?;
+            chunk_db::transcript_chunks(&conn, job.transcription_id, &model).await?
+        };
+        let windows = if stored_windows == 0 {
+            windows::split(&transcript.segments, self.settings.windows)
+        } else {
+            Vec::new()
+        };
         let texts: Vec<String> = pieces
             .iter()
             .flat_map(|(_, cs)| cs.iter().map(|c| c.text.clone()))
+            .chain(windows.iter().map(|w| w.text.clone()))
             .collect();
         let embedder = Arc::clone(&self.embedder);
         let vectors = tokio::task::spawn_blocking(move || {
@@ -319,22 +340,39 @@ impl Stage {
             reason: format!("the embedder panicked: {e}"),
         })??;
         let mut vectors = vectors.into_iter();
+        let mut next_vector = || {
+            vectors.next().ok_or_else(|| Error::Analysis {
+                reason: "the embedder returned fewer vectors than texts".into(),
+            })
+        };
         let mut chunks_by_pass: Vec<(i16, Vec<NewChunk>)> = Vec::with_capacity(pieces.len());
         for (pass, cs) in pieces {
             let mut stored = Vec::with_capacity(cs.len());
             for c in cs {
-                let embedding = vectors.next().ok_or_else(|| Error::Analysis {
-                    reason: "the embedder returned fewer vectors than texts".into(),
-                })?;
                 stored.push(NewChunk {
                     seq: c.seq,
                     start_char: i32::try_from(c.start_char).unwrap_or(i32::MAX),
                     end_char: i32::try_from(c.end_char).unwrap_or(i32::MAX),
                     text: c.text,
-                    embedding,
+                    embedding: next_vector()?,
                 });
             }
             chunks_by_pass.push((pass, stored));
+        }
+        let mut transcript_chunks = Vec::with_capacity(windows.len());
+        for w in windows {
+            transcript_chunks.push(NewTranscriptChunk {
+                seq: w.seq,
+                start_char: i32::try_from(w.start_char).unwrap_or(i32::MAX),
+                end_char: i32::try_from(w.end_char).unwrap_or(i32::MAX),
+                first_segment: i32::try_from(w.first_segment).unwrap_or(i32::MAX),
+                last_segment: i32::try_from(w.last_segment).unwrap_or(i32::MAX),
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+                speaker: w.speaker,
+                text: w.text,
+                embedding: next_vector()?,
+            });
         }
         let chunk_count = chunks_by_pass.iter().map(|(_, c)| c.len()).sum();
 
@@ -368,7 +406,6 @@ impl Stage {
             checkpoint(StageStep::Persist(step))
         })
         .await?;
-        let model = self.embedder.model_id().to_owned();
         for (pass, chunks) in &chunks_by_pass {
             let audit_id = submission
                 .reports
@@ -380,6 +417,15 @@ impl Stage {
                     reason: format!("no stored audit for pass {pass}"),
                 })?;
             chunk_db::replace_for_audit(&tx, audit_id, chunks, &model).await?;
+        }
+        if !transcript_chunks.is_empty() {
+            chunk_db::replace_for_transcription(
+                &tx,
+                job.transcription_id,
+                &transcript_chunks,
+                &model,
+            )
+            .await?;
         }
         checkpoint(StageStep::Chunks)?;
         analysis_job::finish(&tx, job.analysis_job_id, &self.worker, &output.engine).await?;
@@ -393,6 +439,7 @@ impl Stage {
             job_id = job.analysis_job_id,
             audits = persisted.audit_ids.len(),
             chunks = chunk_count,
+            transcript_windows = transcript_chunks.len(),
             quotes,
             unverified_quotes = unverified,
             "reports stored"
@@ -404,6 +451,7 @@ impl Stage {
             analysis_job_id: job.analysis_job_id,
             audit_ids: persisted.audit_ids,
             chunks: chunk_count,
+            transcript_windows: transcript_chunks.len(),
             quotes,
             unverified_quotes: unverified,
         })

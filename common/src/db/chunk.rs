@@ -1,4 +1,5 @@
-//! Chunks: pieces of narrative reports with their embeddings, the source of the vector index.
+//! Chunks: pieces of narrative reports and windows of transcripts, with their embeddings, the
+//! source of the vector index.
 
 use super::GenericClient;
 use crate::{Error, Result};
@@ -44,24 +45,10 @@ pub async fn replace_for_audit(
     chunks: &[NewChunk],
     model: &str,
 ) -> Result<()> {
-    let dims = chunks.first().map_or(0, |c| c.embedding.len());
-    if let Some(bad) = chunks
-        .iter()
-        .find(|c| c.embedding.len() != dims || dims == 0)
-    {
-        return Err(Error::InvalidInput {
-            field: "chunk.embedding",
-            reason: format!(
-                "chunk {} of audit {audit_id} has {} dimensions, expected {dims} (and more than 0)",
-                bad.seq,
-                bad.embedding.len()
-            ),
-        });
-    }
-    let dims_i16 = i16::try_from(dims).map_err(|_| Error::InvalidInput {
-        field: "chunk.embedding",
-        reason: format!("{dims} dimensions is more than the schema allows"),
-    })?;
+    let dims_i16 = check_dims(
+        chunks.iter().map(|c| (c.seq, c.embedding.len())),
+        &format!("audit {audit_id}"),
+    )?;
     let seqs: Vec<i32> = chunks.iter().map(|c| c.seq).collect();
     let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
     let starts: Vec<i32> = chunks.iter().map(|c| c.start_char).collect();
@@ -96,6 +83,137 @@ pub async fn replace_for_audit(
         )
         .await?;
     Ok(())
+}
+
+/// A window of a transcript to store (see `analysis::windows`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTranscriptChunk {
+    pub seq: i32,
+    pub text: String,
+    pub start_char: i32,
+    pub end_char: i32,
+    /// Segment `seq`s (inclusive) and where they are in the recording.
+    pub first_segment: i32,
+    pub last_segment: i32,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub speaker: Option<String>,
+    pub embedding: Vec<f32>,
+}
+
+const UPSERT_TRANSCRIPT: &str = "
+INSERT INTO chunk (transcription_id, seq, text, start_char, end_char, first_segment, last_segment,
+                   start_ms, end_ms, speaker, embedding, embedding_model, dims)
+SELECT $1, seq, text, s, e, fs, ls, sm, em, sp, emb, $11, $12
+FROM unnest($2::int[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[], $8::bigint[],
+            $9::bigint[], $10::text[], $13::bytea[]) AS c (seq, text, s, e, fs, ls, sm, em, sp, emb)
+ON CONFLICT (transcription_id, seq) WHERE transcription_id IS NOT NULL DO UPDATE
+SET text = EXCLUDED.text, start_char = EXCLUDED.start_char, end_char = EXCLUDED.end_char,
+    first_segment = EXCLUDED.first_segment, last_segment = EXCLUDED.last_segment,
+    start_ms = EXCLUDED.start_ms, end_ms = EXCLUDED.end_ms, speaker = EXCLUDED.speaker,
+    embedding = EXCLUDED.embedding, embedding_model = EXCLUDED.embedding_model,
+    dims = EXCLUDED.dims
+WHERE (chunk.text, chunk.start_ms, chunk.end_ms, chunk.speaker, chunk.embedding_model)
+      IS DISTINCT FROM
+      (EXCLUDED.text, EXCLUDED.start_ms, EXCLUDED.end_ms, EXCLUDED.speaker, EXCLUDED.embedding_model)";
+
+/// Stores the windows of a transcript, replacing what an earlier run stored, as
+/// [`replace_for_audit`] does for a report: a window that did not change keeps its row and id
+/// (so storing the same windows again changes nothing), and windows past the new end are
+/// removed.
+pub async fn replace_for_transcription(
+    client: &impl GenericClient,
+    transcription_id: i64,
+    chunks: &[NewTranscriptChunk],
+    model: &str,
+) -> Result<()> {
+    let dims = check_dims(
+        chunks.iter().map(|c| (c.seq, c.embedding.len())),
+        &format!("transcription {transcription_id}"),
+    )?;
+    let delete = client
+        .prepare_cached("DELETE FROM chunk WHERE transcription_id = $1 AND seq >= $2")
+        .await?;
+    client
+        .execute(&delete, &[&transcription_id, &(chunks.len() as i32)])
+        .await?;
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i32> = chunks.iter().map(|c| c.seq).collect();
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+    let starts: Vec<i32> = chunks.iter().map(|c| c.start_char).collect();
+    let ends: Vec<i32> = chunks.iter().map(|c| c.end_char).collect();
+    let firsts: Vec<i32> = chunks.iter().map(|c| c.first_segment).collect();
+    let lasts: Vec<i32> = chunks.iter().map(|c| c.last_segment).collect();
+    let start_ms: Vec<i64> = chunks.iter().map(|c| c.start_ms).collect();
+    let end_ms: Vec<i64> = chunks.iter().map(|c| c.end_ms).collect();
+    let speakers: Vec<Option<&str>> = chunks.iter().map(|c| c.speaker.as_deref()).collect();
+    let embeddings: Vec<Vec<u8>> = chunks
+        .iter()
+        .map(|c| encode_embedding(&c.embedding))
+        .collect();
+    let upsert = client.prepare_cached(UPSERT_TRANSCRIPT).await?;
+    client
+        .execute(
+            &upsert,
+            &[
+                &transcription_id,
+                &seqs,
+                &texts,
+                &starts,
+                &ends,
+                &firsts,
+                &lasts,
+                &start_ms,
+                &end_ms,
+                &speakers,
+                &model,
+                &dims,
+                &embeddings,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// How many windows of a transcript are stored embedded with `model` (0: they are still to
+/// be made, or were made with another encoder).
+pub async fn transcript_chunks(
+    client: &impl GenericClient,
+    transcription_id: i64,
+    model: &str,
+) -> Result<i64> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT count(*) FROM chunk WHERE transcription_id = $1 AND embedding_model = $2",
+        )
+        .await?;
+    Ok(client
+        .query_one(&stmt, &[&transcription_id, &model])
+        .await?
+        .get(0))
+}
+
+/// The common dimension of chunks' embeddings (`(seq, dims)` each), checked to be the same
+/// for all and more than 0; `owner` names whose chunks they are in the error.
+fn check_dims(mut dims: impl Iterator<Item = (i32, usize)>, owner: &str) -> Result<i16> {
+    let Some((seq0, first)) = dims.next() else {
+        return Ok(0);
+    };
+    let mut all = std::iter::once((seq0, first)).chain(dims);
+    if let Some((seq, bad)) = all.find(|&(_, d)| d != first || first == 0) {
+        return Err(Error::InvalidInput {
+            field: "chunk.embedding",
+            reason: format!(
+                "chunk {seq} of {owner} has {bad} dimensions, expected {first} (and more than 0)"
+            ),
+        });
+    }
+    i16::try_from(first).map_err(|_| Error::InvalidInput {
+        field: "chunk.embedding",
+        reason: format!("{first} dimensions is more than the schema allows"),
+    })
 }
 
 /// A stored chunk.

@@ -131,14 +131,13 @@ impl Drop for LockedConnection {
     }
 }
 
-/// The chunks above a mark with the configurations each belongs to (those holding its
-/// audit's report type: `index_config_member`).
+/// The chunks above a mark with the configurations each belongs to (`index_config_chunk`:
+/// those holding a report chunk's report type; the transcripts one for a transcript window).
 const CHUNKS_SQL: &str = "
 SELECT c.chunk_id, c.embedding, c.embedding_model,
        array_agg(m.index_config_id ORDER BY m.index_config_id) AS configs
 FROM chunk c
-JOIN audit a ON a.audit_id = c.audit_id
-JOIN index_config_member m ON m.report_type_id = a.report_type_id
+JOIN index_config_chunk m ON m.chunk_id = c.chunk_id
 WHERE c.chunk_id > $1
 GROUP BY c.chunk_id
 ORDER BY c.chunk_id
@@ -242,6 +241,16 @@ impl Indexer {
         let s = &self.settings;
         let current = self.current_manifest(conn, rebuild).await?;
         let previous = current.manifest.as_ref().map(|m| m.generation);
+        let rebuild = match self.new_configuration(conn, &current).await? {
+            Some(name) if !rebuild => {
+                info!(
+                    config = name,
+                    "a configuration holds chunks the published index covers but is not in it: rebuilding"
+                );
+                true
+            }
+            _ => rebuild,
+        };
 
         let base = s.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let tmp = crate::scratch::dir_in(&base)
@@ -366,6 +375,32 @@ impl Indexer {
             etag,
             database_id,
         })
+    }
+
+    /// A configuration that holds chunks the published index covers but is not in it (one a
+    /// migration added after that index was published): its run rebuilds from PostgreSQL, since
+    /// adding only the chunks above the high-water mark would leave it without the older ones.
+    async fn new_configuration(
+        &self,
+        conn: &Connection,
+        current: &CurrentIndex,
+    ) -> Result<Option<String>> {
+        let Some(m) = &current.manifest else {
+            return Ok(None);
+        };
+        let known: Vec<&str> = m.counts.keys().map(String::as_str).collect();
+        let row = conn
+            .query_opt(
+                "SELECT ic.name FROM index_config ic
+                 WHERE NOT (ic.name = ANY ($1))
+                   AND EXISTS (SELECT 1 FROM index_config_chunk m
+                               WHERE m.index_config_id = ic.index_config_id
+                                 AND m.chunk_id <= $2)
+                 ORDER BY ic.index_config_id LIMIT 1",
+                &[&known, &m.high_water_mark],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// A writer in `tmp`, holding the current snapshot (downloaded and checked against the

@@ -13,13 +13,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-use super::{Filters, Freshness, Hit, IndexConfig, SearchRequest, Searcher, Served, configs};
+use super::{
+    Corpus, Filters, Freshness, Hit, HitKind, IndexConfig, SearchRequest, Searcher, Served, configs,
+};
 use crate::embed::cosine;
 use crate::llm::{ChatModel, ChatRequest, FinishReason, Message};
+use crate::quotes::hms;
 use crate::{Error, Result};
 
 /// What an answer says when its sources do not contain one.
-pub const NOT_FOUND: &str = "В отчётах нет ответа на этот вопрос.";
+pub const NOT_FOUND: &str = "В отчётах и расшифровках нет ответа на этот вопрос.";
 
 /// Weight of the lexical overlap in an offline line's score (see
 /// [`AnswerSettings::min_score`]).
@@ -66,6 +69,19 @@ pub struct Route {
 pub struct Statement {
     pub text: String,
     pub sources: Vec<usize>,
+    /// Where it was said, when it comes from a transcript (offline answers; a model's
+    /// statements cite their sources, whose hits carry the times).
+    #[serde(default)]
+    pub said: Option<Moment>,
+}
+
+/// A moment of a recording: a segment's times and who speaks in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moment {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The role speaking (`Сотрудник`, `Клиент`), when labelled.
+    pub speaker: Option<String>,
 }
 
 /// An answer with its citations.
@@ -160,14 +176,17 @@ impl std::fmt::Debug for Answerer {
     }
 }
 
-/// A report line the offline answer may state, with the hit it came from.
+/// A line the offline answer may state, with the hit it came from.
 #[derive(Debug, Clone)]
 pub(crate) struct Line {
     pub hit: usize,
-    /// As stated: the heading it sits under and the line as the report has it.
+    /// As stated: the heading it sits under and the line as the report has it, or a
+    /// sentence of a transcript in guillemets with its time and speaker.
     pub text: String,
     /// As compared: the line without list marks, guillemets and its time stamp.
     pub plain: String,
+    /// Where a transcript's sentence was said.
+    pub said: Option<Moment>,
 }
 
 impl Answerer {
@@ -192,7 +211,7 @@ impl Answerer {
         if let Some(name) = config.map(str::trim).filter(|n| !n.is_empty()) {
             let conn = self.searcher.pool.get().await?;
             let all = configs(&conn).await?;
-            let chosen = super::select(&all, Some(name))?;
+            let chosen = super::select(&all, Some(name), None)?;
             return Ok(Route {
                 config: chosen
                     .first()
@@ -205,7 +224,13 @@ impl Answerer {
             .routes
             .get_or_try_init(|| async {
                 let conn = self.searcher.pool.get().await?;
-                let all = configs(&conn).await?;
+                // Routing picks among report configurations; transcripts are searched beside
+                // whichever it picks.
+                let all: Vec<IndexConfig> = configs(&conn)
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.corpus == Corpus::Reports)
+                    .collect();
                 let texts = all
                     .iter()
                     .map(|c| format!("{}. {}", c.name, c.description))
@@ -261,6 +286,7 @@ impl Answerer {
             })?;
         let route = self.route(request.config.as_deref(), &vector).await?;
         search.config = Some(route.config.clone());
+        search.corpus = Some(Corpus::Both);
         let results = self
             .searcher
             .search_vector(served, &search, &vector)
@@ -300,7 +326,7 @@ impl Answerer {
         hits: &[Hit],
         max: usize,
     ) -> Result<Vec<Statement>> {
-        let lines = report_lines(hits);
+        let lines = source_lines(hits);
         if lines.is_empty() {
             return Ok(Vec::new());
         }
@@ -330,10 +356,13 @@ impl Answerer {
             if !seen.insert(key.clone()) {
                 // The same passage in another source or section (overlapping chunks, a quote
                 // under two headings, repeated reports): one statement citing both.
-                if let Some(at) = keys.iter().position(|k| *k == key)
-                    && !out[at].sources.contains(&rank)
-                {
-                    out[at].sources.push(rank);
+                if let Some(at) = keys.iter().position(|k| *k == key) {
+                    if !out[at].sources.contains(&rank) {
+                        out[at].sources.push(rank);
+                    }
+                    if out[at].said.is_none() {
+                        out[at].said = line.said.clone();
+                    }
                 }
                 continue;
             }
@@ -341,6 +370,7 @@ impl Answerer {
                 out.push(Statement {
                     text: line.text.clone(),
                     sources: vec![rank],
+                    said: line.said.clone(),
                 });
                 keys.push(key);
             }
@@ -415,13 +445,46 @@ async fn populated_configs(client: &impl crate::db::GenericClient) -> Result<BTr
         .collect())
 }
 
-/// The statable lines of the hits' texts: list items and sentences, with the heading they
-/// sit under as context (`Освещение: «…» (00:01:02)`); headings, markers of empty sections
-/// and fragments without a few words are left out.
-pub(crate) fn report_lines(hits: &[Hit]) -> Vec<Line> {
+/// The statable lines of the hits: for report pieces, list items and sentences with the
+/// heading they sit under as context (`Освещение: «…» (00:01:02)`), leaving out headings,
+/// markers of empty sections and fragments without a few words; for transcript windows,
+/// every sentence of at least three words of their segments, in guillemets with the
+/// segment's time and speaker (`«…» (00:00:41, Клиент)`).
+pub(crate) fn source_lines(hits: &[Hit]) -> Vec<Line> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for (i, hit) in hits.iter().enumerate() {
+        if hit.kind == HitKind::Transcript {
+            for segment in &hit.segments {
+                for sentence in split_long(segment.text.trim(), 1) {
+                    let words = sentence
+                        .split_whitespace()
+                        .filter(|w| w.chars().any(char::is_alphabetic))
+                        .count();
+                    let plain = plain(sentence);
+                    if words < 3 || plain.is_empty() {
+                        continue;
+                    }
+                    let text = match &segment.speaker {
+                        Some(who) => format!("«{sentence}» ({}, {who})", hms(segment.start_ms)),
+                        None => format!("«{sentence}» ({})", hms(segment.start_ms)),
+                    };
+                    if seen.insert(format!("{i}\u{0}{text}")) {
+                        out.push(Line {
+                            hit: i,
+                            text,
+                            plain,
+                            said: Some(Moment {
+                                start_ms: segment.start_ms,
+                                end_ms: segment.end_ms,
+                                speaker: segment.speaker.clone(),
+                            }),
+                        });
+                    }
+                }
+            }
+            continue;
+        }
         let mut heading: Option<String> = None;
         for raw in hit.text.lines() {
             let line = raw.trim();
@@ -452,6 +515,7 @@ pub(crate) fn report_lines(hits: &[Hit]) -> Vec<Line> {
                         hit: i,
                         text,
                         plain,
+                        said: None,
                     });
                 }
             }
@@ -680,7 +744,19 @@ pub(crate) async fn model_answer(
 
 /// A source's description for the model: report type, building, place, city, date, file.
 pub(crate) fn describe(hit: &Hit) -> String {
-    let mut parts = vec![hit.report_type_desc.clone(), hit.building.clone()];
+    let mut parts = match hit.kind {
+        HitKind::Report => vec![hit.report_type_desc.clone().unwrap_or_default()],
+        HitKind::Transcript => {
+            let mut p = vec![format!(
+                "расшифровка записи, {}–{}",
+                hms(hit.start_ms.unwrap_or(0)),
+                hms(hit.end_ms.unwrap_or(0))
+            )];
+            p.extend(hit.speaker.clone());
+            p
+        }
+    };
+    parts.push(hit.building.clone());
     parts.extend(hit.place.clone());
     parts.extend(hit.city.clone());
     parts.push(hit.audit_date.to_string());
@@ -735,7 +811,11 @@ pub(crate) fn parse_cited(answer: &str, given: &BTreeSet<usize>) -> Vec<Statemen
             .replace(" ,", ",")
             .replace(" ;", ";");
         if text.chars().any(char::is_alphanumeric) {
-            out.push(Statement { text, sources });
+            out.push(Statement {
+                text,
+                sources,
+                said: None,
+            });
         }
     }
     out

@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::answer::{Answer, Answerer, Statement, as_question, finish, model_answer};
-use super::{ChunkQuery, Filters, Hit, SearchRequest, configs, hydrate, select};
+use super::{ChunkQuery, Corpus, Filters, Hit, SearchRequest, configs, hydrate, select};
 use crate::db::chunk::decode_embedding;
 use crate::embed::cosine;
 use crate::{Error, Result};
@@ -77,7 +77,7 @@ pub async fn create(client: &impl GenericClient, question: &str, scope: &Scope) 
     check.filters = scope.filters.clone();
     check.validate().map_err(as_question)?;
     let all = configs(client).await?;
-    select(&all, scope.config.as_deref())?;
+    select(&all, scope.config.as_deref(), None)?;
     let scope_json = serde_json::to_value(scope).map_err(|e| Error::InvalidInput {
         field: "scope",
         reason: e.to_string(),
@@ -237,7 +237,7 @@ impl Answerer {
         let route = self.route(scope.config.as_deref(), &vector).await?;
         let conn = self.searcher.pool.get().await?;
         let all = configs(&conn).await?;
-        let config_ids: Vec<i16> = select(&all, Some(&route.config))?
+        let config_ids: Vec<i16> = select(&all, Some(&route.config), Some(Corpus::Both))?
             .iter()
             .map(|c| c.id as i16)
             .collect();

@@ -1,7 +1,14 @@
-//! Search across stored reports: the question is embedded, the served snapshot is searched in
-//! one configuration (or all of them), metadata filters become arroy candidate sets from
-//! PostgreSQL, and every hit is hydrated with its report, recording and the transcript
-//! segments its quotes come from.
+//! Search across stored reports and what was said: the question is embedded, the served
+//! snapshot is searched in one configuration (or all of them), metadata filters become arroy
+//! candidate sets from PostgreSQL, and every hit is hydrated with its report or transcript
+//! window, its recording and the transcript segments it cites (a report chunk's quotes, a
+//! window's own segments, with times and speakers).
+//!
+//! Two corpora ([`Corpus`]): pieces of reports, and windows of transcripts (about 30-60 s of
+//! consecutive segments, `analysis::windows`), each in configurations of their own. A
+//! transcript window's metadata (scenario, building, place, city, date, employee, client) is
+//! its recording's, read from the recording's first report; a `report_type` filter keeps the
+//! windows of recordings that have a report of that type.
 //!
 //! The snapshot always trails PostgreSQL a little (the index lag). Chunks above its high-water
 //! mark are scanned exactly from their stored embeddings (up to [`Settings::fresh_max`]), so a
@@ -76,6 +83,36 @@ impl Filters {
     }
 }
 
+/// What a search covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Corpus {
+    /// Pieces of reports.
+    Reports,
+    /// Windows of transcripts: what was said.
+    Transcripts,
+    /// Both (the default when no configuration is named).
+    Both,
+}
+
+impl Corpus {
+    fn reports(self) -> bool {
+        matches!(self, Corpus::Reports | Corpus::Both)
+    }
+
+    fn transcripts(self) -> bool {
+        matches!(self, Corpus::Transcripts | Corpus::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Corpus::Reports => "reports",
+            Corpus::Transcripts => "transcripts",
+            Corpus::Both => "both",
+        }
+    }
+}
+
 /// What to search for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +121,10 @@ pub struct SearchRequest {
     /// A configuration name (`index_config.name`); `None` searches every report type.
     #[serde(default)]
     pub config: Option<String>,
+    /// Reports, transcripts or both. Default: both when no configuration is named, else what
+    /// the named configuration holds; `both` with a report configuration adds the transcripts.
+    #[serde(default)]
+    pub corpus: Option<Corpus>,
     #[serde(default)]
     pub filters: Filters,
     /// Results wanted (1 to [`MAX_LIMIT`], default 10).
@@ -103,6 +144,7 @@ impl SearchRequest {
         Self {
             query: query.into(),
             config: None,
+            corpus: None,
             filters: Filters::default(),
             limit: default_limit(),
             hybrid: false,
@@ -139,18 +181,22 @@ pub struct IndexConfig {
     pub id: u16,
     pub name: String,
     pub description: String,
-    pub scenario: String,
+    /// The scenario of a report configuration (`None` for the transcripts one, which holds
+    /// every scenario's).
+    pub scenario: Option<String>,
     /// The report type of a per-type configuration; `None` for scenario-wide ones.
     pub report_type: Option<String>,
+    /// What it holds: `reports`, `transcripts`, or `both` (the `all` configuration).
+    pub corpus: Corpus,
 }
 
 /// Every configuration, by id.
 pub async fn configs(client: &impl GenericClient) -> Result<Vec<IndexConfig>> {
     let rows = client
         .query(
-            "SELECT ic.index_config_id, ic.name, ic.description, s.code, rt.code
+            "SELECT ic.index_config_id, ic.name, ic.description, s.code, rt.code, ic.corpus
              FROM index_config ic
-             JOIN scenario s ON s.scenario_id = ic.scenario_id
+             LEFT JOIN scenario s ON s.scenario_id = ic.scenario_id
              LEFT JOIN report_type rt ON rt.report_type_id = ic.report_type_id
              ORDER BY ic.index_config_id",
             &[],
@@ -164,17 +210,59 @@ pub async fn configs(client: &impl GenericClient) -> Result<Vec<IndexConfig>> {
             description: r.get(2),
             scenario: r.get(3),
             report_type: r.get(4),
+            corpus: match r.get::<_, &str>(5) {
+                "transcripts" => Corpus::Transcripts,
+                "both" => Corpus::Both,
+                _ => Corpus::Reports,
+            },
         })
         .collect())
 }
 
-/// The configurations a request names: one by name, or every per-report-type one (together
-/// they cover each indexed chunk once).
-pub fn select<'a>(all: &'a [IndexConfig], name: Option<&str>) -> Result<Vec<&'a IndexConfig>> {
+/// The configurations a request names: one by name; or, naming none (or `all`), the `all`
+/// configuration (every chunk, one search) for both corpora, every per-report-type one
+/// (together they cover each report chunk once) for reports, the transcripts one for
+/// transcripts (see [`SearchRequest::corpus`]).
+pub fn select<'a>(
+    all: &'a [IndexConfig],
+    name: Option<&str>,
+    corpus: Option<Corpus>,
+) -> Result<Vec<&'a IndexConfig>> {
+    let transcripts = all.iter().filter(|c| c.corpus == Corpus::Transcripts);
     match name.map(str::trim).filter(|n| !n.is_empty()) {
-        None | Some("all") => Ok(all.iter().filter(|c| c.report_type.is_some()).collect()),
+        None | Some("all") => {
+            let corpus = corpus.unwrap_or(Corpus::Both);
+            if corpus == Corpus::Both
+                && let Some(every) = all.iter().find(|c| c.corpus == Corpus::Both)
+            {
+                return Ok(vec![every]);
+            }
+            let reports = all
+                .iter()
+                .filter(|c| c.report_type.is_some() && c.corpus == Corpus::Reports);
+            Ok(reports
+                .filter(|_| corpus.reports())
+                .chain(transcripts.filter(|_| corpus.transcripts()))
+                .collect())
+        }
         Some(name) => match all.iter().find(|c| c.name.eq_ignore_ascii_case(name)) {
-            Some(c) => Ok(vec![c]),
+            Some(c) => match (c.corpus, corpus) {
+                (Corpus::Reports, Some(Corpus::Both)) => {
+                    Ok(std::iter::once(c).chain(transcripts).collect())
+                }
+                (held, Some(asked)) if asked != Corpus::Both && asked != held => {
+                    Err(Error::InvalidInput {
+                        field: "corpus",
+                        reason: format!(
+                            "configuration {:?} holds {}, not {}",
+                            c.name,
+                            held.as_str(),
+                            asked.as_str()
+                        ),
+                    })
+                }
+                _ => Ok(vec![c]),
+            },
             None => Err(Error::InvalidInput {
                 field: "config",
                 reason: format!(
@@ -222,6 +310,19 @@ pub struct SegmentRef {
     pub start_ms: i64,
     pub end_ms: i64,
     pub text: String,
+    /// The role speaking (`Сотрудник`, `Клиент`), when labelled.
+    #[serde(default)]
+    pub speaker: Option<String>,
+}
+
+/// What a hit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HitKind {
+    /// A piece of a report.
+    Report,
+    /// A window of a transcript.
+    Transcript,
 }
 
 /// Where a hit came from.
@@ -244,18 +345,28 @@ pub struct Hit {
     /// Cosine similarity to the query (for text-only hits of a hybrid search, 0).
     pub score: f32,
     pub source: Source,
+    /// A piece of a report or a window of a transcript.
+    pub kind: HitKind,
     pub chunk_id: i64,
-    pub audit_id: i64,
-    /// The chunk's number within its report, and its character range there.
+    /// The report (`None` for a transcript window).
+    pub audit_id: Option<i64>,
+    /// The chunk's number within its report or transcript, and its character range there.
     pub seq: i32,
     pub start_char: i32,
     pub end_char: i32,
     pub text: String,
+    /// Where a transcript window is in the recording (`None` for report pieces: their cited
+    /// moments are in `segments`).
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// The role speaking throughout a transcript window, when it is one.
+    pub speaker: Option<String>,
     pub scenario: String,
-    pub report_type: String,
-    pub report_type_desc: String,
+    /// The report's type (`None` for a transcript window).
+    pub report_type: Option<String>,
+    pub report_type_desc: Option<String>,
     pub building: String,
-    pub pass: i16,
+    pub pass: Option<i16>,
     pub pass_title: Option<String>,
     pub audit_date: NaiveDate,
     pub city: Option<String>,
@@ -268,7 +379,8 @@ pub struct Hit {
     /// The recording's object (`s3://bucket/key`'s parts), when it came through the pipeline.
     pub bucket: Option<String>,
     pub object_key: Option<String>,
-    /// Transcript segments the chunk's quotes come from, in time order.
+    /// Transcript segments the hit cites, in time order: those a report piece's quotes come
+    /// from, or every segment of a transcript window.
     pub segments: Vec<SegmentRef>,
 }
 
@@ -334,6 +446,8 @@ pub struct Searcher {
     pub settings: Settings,
     /// This database's identity, read once.
     database_id: Arc<tokio::sync::OnceCell<String>>,
+    /// The search configurations, read once (only migrations change them).
+    configs: Arc<tokio::sync::OnceCell<Vec<IndexConfig>>>,
 }
 
 impl std::fmt::Debug for Searcher {
@@ -345,9 +459,12 @@ impl std::fmt::Debug for Searcher {
     }
 }
 
+/// Every chunk with the audit whose metadata it is filtered by: a report piece's own, a
+/// transcript window's recording's first report.
 const CHUNK_FROM: &str = "
 FROM chunk c
-JOIN audit a ON a.audit_id = c.audit_id
+JOIN audit a ON a.audit_id = coalesce(c.audit_id,
+    (SELECT min(x.audit_id) FROM audit x WHERE x.transcription_id = c.transcription_id))
 JOIN report_type rt ON rt.report_type_id = a.report_type_id
 JOIN scenario s ON s.scenario_id = rt.scenario_id
 JOIN buildings b ON b.building_id = a.building_id
@@ -373,16 +490,31 @@ impl<'a> ChunkQuery<'a> {
             sql: format!("SELECT {columns} {CHUNK_FROM}\nWHERE "),
             params: Vec::new(),
         };
-        // A chunk is in the configurations holding its report type.
+        // Membership as the view `index_config_chunk` defines it, written out so that the
+        // planner can hash it: every chunk is in `all`, a report piece in the configurations
+        // holding its report type, a transcript window in the transcripts configuration.
         let c = q.param(configs);
         q.sql.push_str(&format!(
-            "EXISTS (SELECT 1 FROM index_config_member m
-              WHERE m.index_config_id = ANY ({c}::smallint[])
-                AND m.report_type_id = a.report_type_id)"
+            "(EXISTS (SELECT 1 FROM index_config ic
+                     WHERE ic.index_config_id = ANY ({c}::smallint[]) AND ic.corpus = 'both')
+             OR CASE WHEN c.audit_id IS NOT NULL
+               THEN EXISTS (SELECT 1 FROM index_config_member m
+                            WHERE m.index_config_id = ANY ({c}::smallint[])
+                              AND m.report_type_id = a.report_type_id)
+               ELSE EXISTS (SELECT 1 FROM index_config ic
+                            WHERE ic.index_config_id = ANY ({c}::smallint[])
+                              AND ic.corpus = 'transcripts')
+             END)"
         ));
         let text: [(&'a Option<String>, &str); 7] = [
             (&f.scenario, "(s.code = $ OR s.scenario_name = $)"),
-            (&f.report_type, "(rt.code = $ OR rt.report_type_desc = $)"),
+            (
+                &f.report_type,
+                "(rt.code = $ OR rt.report_type_desc = $ OR (c.audit_id IS NULL AND EXISTS \
+                 (SELECT 1 FROM audit x JOIN report_type xr ON xr.report_type_id = x.report_type_id \
+                  WHERE x.transcription_id = c.transcription_id \
+                    AND (xr.code = $ OR xr.report_type_desc = $))))",
+            ),
             (
                 &f.building,
                 "(b.code = $ OR b.building_type = $ OR p.building_type = \
@@ -427,9 +559,11 @@ const HYDRATE_SQL: &str = "
 SELECT c.chunk_id, c.audit_id, c.seq, c.start_char, c.end_char, c.text,
        s.code, rt.code, rt.report_type_desc, b.code, a.pass, a.pass_title, a.audit_date,
        ci.city_name, e.employee_name, cl.client_name, p.place_name,
-       a.transcription_id, t.audio_file_name, t.recording_id, r.bucket, r.object_key
+       a.transcription_id, t.audio_file_name, t.recording_id, r.bucket, r.object_key,
+       c.start_ms, c.end_ms, c.speaker, c.first_segment, c.last_segment
 FROM chunk c
-JOIN audit a ON a.audit_id = c.audit_id
+JOIN audit a ON a.audit_id = coalesce(c.audit_id,
+    (SELECT min(x.audit_id) FROM audit x WHERE x.transcription_id = c.transcription_id))
 JOIN report_type rt ON rt.report_type_id = a.report_type_id
 JOIN scenario s ON s.scenario_id = rt.scenario_id
 JOIN buildings b ON b.building_id = a.building_id
@@ -442,7 +576,7 @@ LEFT JOIN city ci ON ci.city_id = a.city_id
 WHERE c.chunk_id = ANY ($1)";
 
 const SEGMENTS_SQL: &str = "
-SELECT transcription_id, seq, start_ms, end_ms, text FROM transcription_segment
+SELECT transcription_id, seq, start_ms, end_ms, text, speaker FROM transcription_segment
 WHERE transcription_id = ANY ($1) ORDER BY transcription_id, seq";
 
 impl Searcher {
@@ -452,7 +586,17 @@ impl Searcher {
             embedder,
             settings: Settings::default(),
             database_id: Arc::new(tokio::sync::OnceCell::new()),
+            configs: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// The search configurations (read from PostgreSQL once).
+    pub async fn configs(&self, client: &impl GenericClient) -> Result<&[IndexConfig]> {
+        Ok(self
+            .configs
+            .get_or_try_init(|| configs(client))
+            .await?
+            .as_slice())
     }
 
     /// Embeds texts off the async threads (the encoder is CPU-bound).
@@ -495,10 +639,26 @@ impl Searcher {
     ) -> Result<SearchResults> {
         request.validate()?;
         let conn = self.pool.get().await?;
-        let all = configs(&conn).await?;
-        let chosen = select(&all, request.config.as_deref())?;
+        let all = self.configs(&conn).await?;
+        let chosen = select(all, request.config.as_deref(), request.corpus)?;
         let config_ids: Vec<i16> = chosen.iter().map(|c| c.id as i16).collect();
-        let f = &request.filters;
+        // A named report configuration holds one scenario's reports; the transcripts searched
+        // beside it are that scenario's recordings (a no-op for the reports).
+        let mut filters = request.filters.clone();
+        let named = request
+            .config
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "all")
+            .and_then(|n| chosen.iter().find(|c| c.name.eq_ignore_ascii_case(n)));
+        let with_transcripts = chosen.iter().any(|c| c.corpus == Corpus::Transcripts);
+        if filters.scenario.is_none()
+            && with_transcripts
+            && let Some(scenario) = named.and_then(|c| c.scenario.clone())
+        {
+            filters.scenario = Some(scenario);
+        }
+        let f = &filters;
 
         let mut warning = None;
         let database = self
@@ -548,8 +708,8 @@ impl Searcher {
                 )
             };
             if candidates.as_ref().is_none_or(|c| !c.is_empty()) {
-                for c in &chosen {
-                    for (id, score) in s.reader.search(c.id, vector, k, candidates.as_ref())? {
+                for id in in_snapshot(all, &chosen, s.reader)? {
+                    for (id, score) in s.reader.search(id, vector, k, candidates.as_ref())? {
                         let e = scored.entry(id).or_insert((score, Source::Index));
                         e.0 = e.0.max(score);
                     }
@@ -636,6 +796,32 @@ impl Searcher {
     }
 }
 
+/// The snapshot's configurations to search for `chosen`: `all` itself when the snapshot
+/// holds it, else (a snapshot published before it existed, until the writer's rebuild) what it
+/// stands for, every per-report-type configuration and the transcripts.
+fn in_snapshot(
+    all: &[IndexConfig],
+    chosen: &[&IndexConfig],
+    reader: &IndexReader,
+) -> Result<Vec<u16>> {
+    let mut ids = Vec::new();
+    for c in chosen {
+        if c.corpus == Corpus::Both && reader.len(c.id)? == 0 {
+            ids.extend(
+                all.iter()
+                    .filter(|o| {
+                        o.corpus == Corpus::Transcripts
+                            || (o.corpus == Corpus::Reports && o.report_type.is_some())
+                    })
+                    .map(|o| o.id),
+            );
+        } else {
+            ids.push(c.id);
+        }
+    }
+    Ok(ids)
+}
+
 /// Reciprocal rank fusion of the vector ranking and the full-text one: each list adds
 /// `1 / (k + rank)`; the vector score is kept for display (0 for text-only hits).
 fn fuse(vector: &[(i64, f32, Source)], text: &[i64], k: f32) -> Vec<(i64, f32, Source)> {
@@ -669,49 +855,70 @@ pub async fn hydrate(client: &impl GenericClient, ids: &[i64]) -> Result<Vec<Hit
     }
     let stmt = client.prepare_cached(HYDRATE_SQL).await?;
     let rows = client.query(&stmt, &[&ids]).await?;
+    // A transcript window's segment range, by hit.
+    let mut windows: Vec<Option<(i32, i32)>> = Vec::with_capacity(rows.len());
     let mut hits: Vec<Hit> = rows
         .iter()
-        .map(|r| Hit {
-            rank: 0,
-            score: 0.0,
-            source: Source::Index,
-            chunk_id: r.get(0),
-            audit_id: r.get(1),
-            seq: r.get(2),
-            start_char: r.get(3),
-            end_char: r.get(4),
-            text: r.get(5),
-            scenario: r.get(6),
-            report_type: r.get(7),
-            report_type_desc: r.get(8),
-            building: r.get(9),
-            pass: r.get(10),
-            pass_title: r.get(11),
-            audit_date: r.get(12),
-            city: r.get(13),
-            employee: r.get(14),
-            client: r.get(15),
-            place: r.get(16),
-            transcription_id: r.get(17),
-            audio_file_name: r.get(18),
-            recording_id: r.get(19),
-            bucket: r.get(20),
-            object_key: r.get(21),
-            segments: Vec::new(),
+        .map(|r| {
+            let audit_id: Option<i64> = r.get(1);
+            let report = audit_id.is_some();
+            windows.push(match (r.get::<_, Option<i32>>(25), r.get(26)) {
+                (Some(first), Some(last)) => Some((first, last)),
+                _ => None,
+            });
+            Hit {
+                rank: 0,
+                score: 0.0,
+                source: Source::Index,
+                kind: if report {
+                    HitKind::Report
+                } else {
+                    HitKind::Transcript
+                },
+                chunk_id: r.get(0),
+                audit_id,
+                seq: r.get(2),
+                start_char: r.get(3),
+                end_char: r.get(4),
+                text: r.get(5),
+                start_ms: r.get(22),
+                end_ms: r.get(23),
+                speaker: r.get(24),
+                scenario: r.get(6),
+                report_type: report.then(|| r.get(7)),
+                report_type_desc: report.then(|| r.get(8)),
+                building: r.get(9),
+                pass: report.then(|| r.get(10)),
+                pass_title: if report { r.get(11) } else { None },
+                audit_date: r.get(12),
+                city: r.get(13),
+                employee: r.get(14),
+                client: r.get(15),
+                place: r.get(16),
+                transcription_id: r.get(17),
+                audio_file_name: r.get(18),
+                recording_id: r.get(19),
+                bucket: r.get(20),
+                object_key: r.get(21),
+                segments: Vec::new(),
+            }
         })
         .collect();
     let quoted: Vec<(usize, Vec<String>)> = hits
         .iter()
         .enumerate()
+        .filter(|(i, _)| windows[*i].is_none())
         .map(|(i, h)| (i, quotes::extract(&h.text)))
         .filter(|(_, q)| !q.is_empty())
         .collect();
-    if quoted.is_empty() {
+    if quoted.is_empty() && windows.iter().all(Option::is_none) {
         return Ok(hits);
     }
-    let transcriptions: Vec<i64> = quoted
+    let transcriptions: Vec<i64> = hits
         .iter()
-        .map(|(i, _)| hits[*i].transcription_id)
+        .enumerate()
+        .filter(|(i, _)| windows[*i].is_some() || quoted.iter().any(|(q, _)| q == i))
+        .map(|(_, h)| h.transcription_id)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -727,7 +934,20 @@ pub async fn hydrate(client: &impl GenericClient, ids: &[i64]) -> Result<Vec<Hit
                 start_ms: r.get(2),
                 end_ms: r.get(3),
                 text: r.get(4),
+                speaker: r.get(5),
             });
+    }
+    for (hit, window) in hits.iter_mut().zip(&windows) {
+        if let (Some((first, last)), Some(segs)) =
+            (window, by_transcription.get(&hit.transcription_id))
+        {
+            hit.segments = segs
+                .iter()
+                .filter(|s| (*first..=*last).contains(&s.seq))
+                .filter(|s| !s.text.trim().is_empty())
+                .cloned()
+                .collect();
+        }
     }
     let locators: HashMap<i64, SegmentLocator> = by_transcription
         .iter()
@@ -779,19 +999,55 @@ mod tests {
             id,
             name: name.into(),
             description: String::new(),
-            scenario: "design".into(),
+            scenario: Some("design".into()),
             report_type: rt.map(Into::into),
+            corpus: Corpus::Reports,
         };
         let all = vec![
             cfg(1, "design", None),
             cfg(7, "audit-compliance", Some("audit-compliance")),
             cfg(8, "structured-audit", Some("structured-audit")),
+            IndexConfig {
+                scenario: None,
+                corpus: Corpus::Transcripts,
+                ..cfg(9, "transcripts", None)
+            },
         ];
         let ids = |v: Vec<&IndexConfig>| v.iter().map(|c| c.id).collect::<Vec<_>>();
-        assert_eq!(ids(select(&all, None).unwrap()), vec![7, 8]);
-        assert_eq!(ids(select(&all, Some("all")).unwrap()), vec![7, 8]);
-        assert_eq!(ids(select(&all, Some("Design")).unwrap()), vec![1]);
-        let err = select(&all, Some("nope")).unwrap_err().to_string();
+        let both = Some(Corpus::Both);
+        // With the `all` configuration, naming none is one search in it.
+        let mut with_all = all.clone();
+        with_all.push(IndexConfig {
+            scenario: None,
+            corpus: Corpus::Both,
+            ..cfg(10, "all", None)
+        });
+        assert_eq!(ids(select(&with_all, None, None).unwrap()), vec![10]);
+        assert_eq!(ids(select(&with_all, Some("all"), both).unwrap()), vec![10]);
+        let reports = Some(Corpus::Reports);
+        assert_eq!(ids(select(&with_all, None, reports).unwrap()), vec![7, 8]);
+        // Without it, every report type and the transcripts.
+        // No name: every report type and the transcripts, or one corpus of them.
+        assert_eq!(ids(select(&all, None, None).unwrap()), vec![7, 8, 9]);
+        assert_eq!(ids(select(&all, Some("all"), both).unwrap()), vec![7, 8, 9]);
+        assert_eq!(ids(select(&all, Some("all"), reports).unwrap()), vec![7, 8]);
+        let transcripts = Some(Corpus::Transcripts);
+        assert_eq!(ids(select(&all, None, transcripts).unwrap()), vec![9]);
+        // A name: what it holds, plus the transcripts when both are asked for.
+        assert_eq!(ids(select(&all, Some("Design"), None).unwrap()), vec![1]);
+        assert_eq!(ids(select(&all, Some("design"), both).unwrap()), vec![1, 9]);
+        assert_eq!(
+            ids(select(&all, Some("transcripts"), both).unwrap()),
+            vec![9]
+        );
+        let err = select(&all, Some("design"), transcripts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("corpus") && err.contains("reports"),
+            "{err}"
+        );
+        let err = select(&all, Some("nope"), None).unwrap_err().to_string();
         assert!(err.contains("config") && err.contains("nope"), "{err}");
     }
 

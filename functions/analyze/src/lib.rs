@@ -190,10 +190,11 @@ pub fn describe(outcome: &Outcome) -> String {
             analysis_job_id,
             audit_ids,
             chunks,
+            transcript_windows,
             quotes,
             unverified_quotes,
         } => format!(
-            "job {analysis_job_id}: {} reports, {chunks} chunks, {quotes} quotes ({unverified_quotes} not found in the transcript)",
+            "job {analysis_job_id}: {} reports, {chunks} chunks, {transcript_windows} transcript windows, {quotes} quotes ({unverified_quotes} not found in the transcript)",
             audit_ids.len()
         ),
         Outcome::AlreadyDone { analysis_job_id } => {

@@ -101,36 +101,87 @@ pub struct SearchRequest {
     /// Fuse the ranking with full-text search (helps queries naming a rare exact word).
     #[serde(default)]
     pub hybrid: bool,
+    /// `reports`, `transcripts` or `both`. Default: both without `index`, else what the named
+    /// index holds (`both` with a report index adds the transcripts).
+    pub corpus: Option<Corpus>,
+}
+
+/// What a search covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Corpus {
+    Reports,
+    Transcripts,
+    Both,
+}
+
+impl From<Corpus> for core::Corpus {
+    fn from(c: Corpus) -> Self {
+        match c {
+            Corpus::Reports => core::Corpus::Reports,
+            Corpus::Transcripts => core::Corpus::Transcripts,
+            Corpus::Both => core::Corpus::Both,
+        }
+    }
+}
+
+/// What a hit is: a piece of a report or a window of a transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HitKind {
+    Report,
+    Transcript,
 }
 
 /// Where a hit or a source comes from.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SourceRef {
+    /// `report` or `transcript`.
+    pub kind: HitKind,
     pub chunk_id: i64,
-    pub audit_id: i64,
+    /// The report (`null` for a transcript window).
+    pub audit_id: Option<i64>,
     pub transcription_id: i64,
     pub recording_id: Option<i64>,
-    pub report_type: String,
+    /// The report's type (`null` for a transcript window).
+    pub report_type: Option<String>,
     pub building: String,
     pub place: Option<String>,
     pub city: Option<String>,
     pub date: NaiveDate,
-    /// Character range of the chunk in its report.
+    /// Character range of the chunk in its report or transcript.
     pub start_char: i32,
     pub end_char: i32,
+    /// Where a transcript window is in the recording, in milliseconds (`null` for reports:
+    /// their quoted moments are in `segments`).
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// The role speaking throughout a transcript window (`Сотрудник`, `Клиент`), when one.
+    pub speaker: Option<String>,
     /// The recording's object, when it came through the pipeline.
     pub bucket: Option<String>,
     pub object_key: Option<String>,
-    /// Transcript segments the chunk quotes, in time order.
+    /// Transcript segments the chunk cites, in time order: those a report's quotes come from,
+    /// or every segment of a transcript window.
     pub segments: Vec<SegmentTime>,
 }
 
-/// Where in the recording a quote was said.
+/// Where in the recording something was said, and by whom.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SegmentTime {
     pub start_ms: i64,
     pub end_ms: i64,
     pub text: String,
+    /// The role speaking (`Сотрудник`, `Клиент`), when labelled.
+    pub speaker: Option<String>,
+}
+
+/// The moment of a recording a statement was said in.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Moment {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub speaker: Option<String>,
 }
 
 /// One search hit.
@@ -191,6 +242,8 @@ pub struct AnswerResponse {
 pub struct Statement {
     pub text: String,
     pub sources: Vec<usize>,
+    /// Where it was said, when it is stated from a transcript.
+    pub said: Option<Moment>,
 }
 
 /// A deep question's job.
@@ -250,6 +303,10 @@ impl From<core::Hit> for SearchHit {
             rank: h.rank,
             score: h.score,
             source: SourceRef {
+                kind: match h.kind {
+                    core::HitKind::Report => HitKind::Report,
+                    core::HitKind::Transcript => HitKind::Transcript,
+                },
                 chunk_id: h.chunk_id,
                 audit_id: h.audit_id,
                 transcription_id: h.transcription_id,
@@ -261,6 +318,9 @@ impl From<core::Hit> for SearchHit {
                 date: h.audit_date,
                 start_char: h.start_char,
                 end_char: h.end_char,
+                start_ms: h.start_ms,
+                end_ms: h.end_ms,
+                speaker: h.speaker,
                 bucket: h.bucket,
                 object_key: h.object_key,
                 segments: h
@@ -270,6 +330,7 @@ impl From<core::Hit> for SearchHit {
                         start_ms: s.start_ms,
                         end_ms: s.end_ms,
                         text: s.text,
+                        speaker: s.speaker,
                     })
                     .collect(),
             },
@@ -289,6 +350,11 @@ impl From<common::search::answer::Answer> for AnswerResponse {
                 .map(|s| Statement {
                     text: s.text,
                     sources: s.sources,
+                    said: s.said.map(|m| Moment {
+                        start_ms: m.start_ms,
+                        end_ms: m.end_ms,
+                        speaker: m.speaker,
+                    }),
                 })
                 .collect(),
             index: a.route.config,

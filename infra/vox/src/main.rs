@@ -93,6 +93,10 @@ enum Command {
         /// Fuse with PostgreSQL full-text search (reciprocal rank fusion).
         #[arg(long)]
         hybrid: bool,
+        /// reports, transcripts or both (default: both without --config, else what the
+        /// configuration holds).
+        #[arg(long, value_parser = ["reports", "transcripts", "both"])]
+        corpus: Option<String>,
         #[command(flatten)]
         filters: search::FilterArgs,
     },
@@ -177,8 +181,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             query,
             limit,
             hybrid,
+            corpus,
             filters,
-        } => search::search(&query, limit, hybrid, &filters).await,
+        } => search::search(&query, limit, hybrid, corpus.as_deref(), &filters).await,
         Command::Ask {
             question,
             deep,

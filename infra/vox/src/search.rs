@@ -1,7 +1,7 @@
 //! `vox search QUERY` and `vox ask QUESTION [--deep]`: search and answers over the stored
-//! reports, served from the published snapshot (VOX_INDEX_BUCKET; chunks newer than it are
-//! scanned exactly) or, without a bucket, from PostgreSQL alone. Results carry their
-//! citations: report, recording object, transcript segment times.
+//! reports and transcripts, served from the published snapshot (VOX_INDEX_BUCKET; chunks newer
+//! than it are scanned exactly) or, without a bucket, from PostgreSQL alone. Results carry
+//! their citations: report or transcript, recording object, segment times and speakers.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -12,9 +12,10 @@ use clap::Args;
 use common::db::{DbConfig, PgPool};
 use common::embed::{Embedder, UseEmbedder};
 use common::index::reader::{ReaderSettings, ServedIndex, Snapshot};
+use common::quotes::hms;
 use common::search::answer::{Answer, AnswerRequest, AnswerSettings, Answerer};
 use common::search::deep::{self, Scope};
-use common::search::{Filters, Hit, SearchRequest, Searcher, Served, Settings};
+use common::search::{Corpus, Filters, Hit, HitKind, SearchRequest, Searcher, Served, Settings};
 use common::storage::S3Store;
 
 /// Filters shared by `search` and `ask`.
@@ -97,11 +98,18 @@ pub async fn search(
     query: &str,
     limit: usize,
     hybrid: bool,
+    corpus: Option<&str>,
     args: &FilterArgs,
 ) -> anyhow::Result<()> {
     let (searcher, snapshot) = open().await?;
     let mut request = SearchRequest::new(query);
     request.config = args.config.clone();
+    request.corpus = match corpus {
+        None => None,
+        Some("reports") => Some(Corpus::Reports),
+        Some("transcripts") => Some(Corpus::Transcripts),
+        Some(_) => Some(Corpus::Both),
+    };
     request.filters = args.filters();
     request.limit = limit;
     request.hybrid = hybrid;
@@ -191,6 +199,19 @@ fn print_answer(answer: &Answer) {
     println!("Searched: {route}; engine {}", answer.engine);
     println!();
     println!("{}", answer.text);
+    let said: Vec<String> = answer
+        .statements
+        .iter()
+        .filter_map(|s| s.said.as_ref())
+        .map(|m| match &m.speaker {
+            Some(who) => format!("{} ({who})", hms(m.start_ms)),
+            None => hms(m.start_ms),
+        })
+        .collect();
+    if !said.is_empty() {
+        println!();
+        println!("Said at: {}", said.join(", "));
+    }
     if !answer.sources.is_empty() {
         println!();
         println!("Sources:");
@@ -201,13 +222,24 @@ fn print_answer(answer: &Answer) {
     }
 }
 
-/// Report type, building, place, city, date, employee.
+/// Report type (or the transcript's moment and speaker), building, place, city, date,
+/// employee.
 fn headline(hit: &Hit) -> String {
-    let mut parts = vec![
-        hit.report_type_desc.clone(),
-        hit.building.clone(),
-        hit.audit_date.to_string(),
-    ];
+    let what = match hit.kind {
+        HitKind::Report => hit.report_type_desc.clone().unwrap_or_default(),
+        HitKind::Transcript => {
+            let mut w = format!(
+                "расшифровка {}–{}",
+                hms(hit.start_ms.unwrap_or(0)),
+                hms(hit.end_ms.unwrap_or(0))
+            );
+            if let Some(who) = &hit.speaker {
+                w.push_str(&format!(" ({who})"));
+            }
+            w
+        }
+    };
+    let mut parts = vec![what, hit.building.clone(), hit.audit_date.to_string()];
     parts.extend(hit.place.clone());
     parts.extend(hit.city.clone());
     parts.extend(hit.employee.as_ref().map(|e| format!("сотрудник {e}")));
@@ -216,27 +248,26 @@ fn headline(hit: &Hit) -> String {
 
 /// Where the hit comes from: report, chunk, recording object, segment times.
 fn citation(hit: &Hit) -> String {
-    let mut out = format!(
-        "audit {} · chunk {} · {}",
-        hit.audit_id, hit.chunk_id, hit.audio_file_name
-    );
+    let mut out = match hit.audit_id {
+        Some(audit) => format!("audit {audit}"),
+        None => format!("transcription {}", hit.transcription_id),
+    };
+    out.push_str(&format!(
+        " · chunk {} · {}",
+        hit.chunk_id, hit.audio_file_name
+    ));
     if let (Some(id), Some(bucket), Some(key)) = (hit.recording_id, &hit.bucket, &hit.object_key) {
         out.push_str(&format!(" · recording {id} (s3://{bucket}/{key})"));
     }
-    if !hit.segments.is_empty() {
+    if hit.kind == HitKind::Report && !hit.segments.is_empty() {
         let times: Vec<String> = hit
             .segments
             .iter()
-            .map(|s| format!("{}–{}", clock(s.start_ms), clock(s.end_ms)))
+            .map(|s| format!("{}–{}", hms(s.start_ms), hms(s.end_ms)))
             .collect();
         out.push_str(&format!(" · at {}", times.join(", ")));
     }
     out
-}
-
-fn clock(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// The text on one line, cut at `max` characters.

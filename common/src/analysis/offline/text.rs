@@ -182,11 +182,7 @@ pub(crate) fn keyword_hits(keywords: &[String], stems: &[String]) -> usize {
         .count()
 }
 
-/// `ЧЧ:ММ:СС` of a segment start (hours grow past 99 if they must; negative is 0).
-pub(crate) fn hms(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
+pub(crate) use crate::quotes::hms;
 
 #[cfg(test)]
 mod tests {

@@ -78,6 +78,7 @@ pub async fn search(
     request.filters = (&req.filters).into();
     request.limit = req.limit.map_or(10, usize::from);
     request.hybrid = req.hybrid;
+    request.corpus = req.corpus.map(Into::into);
     let snapshot = search.served.as_ref().and_then(|s| s.current());
     let results = search
         .answerer
