@@ -255,3 +255,28 @@ fn a_missing_models_directory_names_the_file_and_the_script() {
         "{common_err}"
     );
 }
+
+#[test]
+fn a_preloaded_encoder_names_its_model_at_once_and_embeds_as_a_loaded_one() {
+    let config = EmbedConfig::new(models_dir());
+    let preloaded = UseEmbedder::preload(&config).expect("the files are there");
+    assert_eq!(preloaded.model_id(), embedder().model_id());
+    let texts = ["В лобби слишком шумно.", "Завтрак был холодным."];
+    // From several threads at once: each waits for the one load.
+    let vectors: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| preloaded.embed(&texts).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for v in &vectors {
+        assert_eq!(bits(v), bits(&embed(&texts)));
+    }
+    // Missing files are refused before any loading starts.
+    let dir = std::env::temp_dir().join("vox-embed-no-models");
+    let err = UseEmbedder::preload(&EmbedConfig::new(&dir)).expect_err("no model there");
+    assert!(
+        matches!(err, EmbedError::ModelFileMissing { .. }),
+        "{err:?}"
+    );
+}

@@ -4,7 +4,8 @@
 mod use_model;
 
 pub use use_model::{
-    BATCH_SIZE, DIMS, EmbedConfig, EmbedError, MAX_CHARS, MODEL_DIR, RaggedBatch, UseEmbedder,
+    BATCH_SIZE, DIMS, EmbedConfig, EmbedError, MAX_CHARS, MODEL_DIR, Preloaded, RaggedBatch,
+    UseEmbedder,
 };
 
 use crate::Result;

@@ -204,16 +204,8 @@ impl UseEmbedder {
 
     /// Loads `model.json`, `tokenizer.json` and `model.onnx` from `config.model_dir()`.
     pub fn load(config: &EmbedConfig) -> Result<Self, EmbedError> {
+        let model_id = Self::check_files(config)?;
         let dir = config.model_dir();
-        for file in ["model.onnx", "tokenizer.json", "model.json"] {
-            if !dir.join(file).is_file() {
-                return Err(EmbedError::ModelFileMissing {
-                    file,
-                    models_dir: config.models_dir.clone(),
-                });
-            }
-        }
-        let model_id = read_model_id(&dir.join("model.json"))?;
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"))?;
         let library = match &config.ort_library {
             Some(path) => path.clone(),
@@ -231,6 +223,55 @@ impl UseEmbedder {
             session: Mutex::new(session),
             model_id,
             max_chars: config.max_chars.max(1),
+        })
+    }
+
+    /// Checks the model's files are there and reads its id (cheap: no session yet).
+    fn check_files(config: &EmbedConfig) -> Result<String, EmbedError> {
+        let dir = config.model_dir();
+        for file in ["model.onnx", "tokenizer.json", "model.json"] {
+            if !dir.join(file).is_file() {
+                return Err(EmbedError::ModelFileMissing {
+                    file,
+                    models_dir: config.models_dir.clone(),
+                });
+            }
+        }
+        read_model_id(&dir.join("model.json"))
+    }
+
+    /// Starts loading the model on a thread of its own and returns at once (after checking
+    /// its files and reading its id): a server answers its first requests while the encoder
+    /// loads, and the first `embed` waits for it. The load ends with one embedding, so the
+    /// first query does not pay the runtime's first-run allocations either.
+    pub fn preload(config: &EmbedConfig) -> Result<Preloaded, EmbedError> {
+        let model_id = Self::check_files(config)?;
+        let load = {
+            let config = config.clone();
+            move || -> Result<UseEmbedder, String> {
+                let embedder = UseEmbedder::load(&config).map_err(|e| crate::error::chain(&e))?;
+                embedder
+                    .embed(&["прогрев"])
+                    .map_err(|e| format!("the warm-up embedding failed: {e}"))?;
+                Ok(embedder)
+            }
+        };
+        let loaded = std::sync::OnceLock::new();
+        let loading = match std::thread::Builder::new()
+            .name("vox-encoder-load".into())
+            .spawn(load.clone())
+        {
+            Ok(handle) => Some(handle),
+            // No thread to spare: load here.
+            Err(_) => {
+                let _ = loaded.set(load());
+                None
+            }
+        };
+        Ok(Preloaded {
+            model_id,
+            loading: Mutex::new(loading),
+            loaded,
         })
     }
 
@@ -354,6 +395,53 @@ impl Embedder for UseEmbedder {
             vectors.extend(self.run(&batch)?);
         }
         Ok(vectors)
+    }
+}
+
+/// A [`UseEmbedder`] loading in the background ([`UseEmbedder::preload`]).
+#[derive(Debug)]
+pub struct Preloaded {
+    model_id: String,
+    loading: Mutex<Option<std::thread::JoinHandle<Result<UseEmbedder, String>>>>,
+    /// The loaded encoder, or why it could not be loaded.
+    loaded: std::sync::OnceLock<Result<UseEmbedder, String>>,
+}
+
+impl Preloaded {
+    /// The encoder, waiting for the load to finish if it has not.
+    fn get(&self) -> crate::Result<&UseEmbedder> {
+        if self.loaded.get().is_none() {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(handle) = loading.take() {
+                let result = handle
+                    .join()
+                    .unwrap_or_else(|_| Err("the encoder's loading thread panicked".to_owned()));
+                let _ = self.loaded.set(result);
+            }
+        }
+        match self.loaded.get() {
+            Some(Ok(embedder)) => Ok(embedder),
+            Some(Err(reason)) => Err(crate::Error::Embed {
+                reason: reason.clone(),
+            }),
+            None => Err(crate::Error::Embed {
+                reason: "the encoder was never loaded".into(),
+            }),
+        }
+    }
+}
+
+impl Embedder for Preloaded {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dims(&self) -> usize {
+        DIMS
+    }
+
+    fn embed(&self, texts: &[&str]) -> crate::Result<Vec<Vec<f32>>> {
+        self.get()?.embed(texts)
     }
 }
 

@@ -47,7 +47,10 @@ impl SearchState {
         s3: &S3Store,
         sdk: &aws_config::SdkConfig,
     ) -> Result<Self, common::Error> {
-        let embedder: Arc<dyn Embedder> = Arc::new(UseEmbedder::from_env()?);
+        // The encoder loads while the first requests are answered; searches wait for it.
+        let embedder: Arc<dyn Embedder> = Arc::new(UseEmbedder::preload(
+            &common::embed::EmbedConfig::from_env()?,
+        )?);
         let mut searcher = Searcher::new(pool, embedder);
         searcher.settings = core::Settings::from_env()?;
         let mut answerer = Answerer::new(searcher, common::llm::chat_model_from_env()?);
