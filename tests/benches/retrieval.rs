@@ -12,21 +12,25 @@
 //! employee, S2 the guest), its recording's metadata, one job per report type that fits. The
 //! stage stores reports, report chunks and transcript windows as the pipeline does. Then every
 //! question is searched (`common::search::Searcher`, exact scan of the stored chunks, 10 hits)
-//! in each corpus mix (reports only, transcripts only, both) and mode (vector, hybrid: fused
-//! with PostgreSQL full-text by reciprocal rank), and answered by the offline fast answer.
+//! in each corpus mix (reports only, transcripts only, both) and mode (vector; hybrid: fused
+//! with PostgreSQL full-text by reciprocal rank, the text side keeping chunks with every word,
+//! `hyb-all`, or any word, `hyb-any`), and answered by the offline fast answer.
 //!
 //! A hit is **right** when it is of the question's recording and covers the answering turn: a
 //! transcript window whose time span overlaps the turn's, or a report piece citing a segment
 //! (through a quote) that overlaps it. Printed per mix and mode, for the questions and the
 //! paraphrases: `hit@1`, `hit@5`, `MRR` (first right hit, 10 hits), and `rec@5` (a hit of the
-//! right recording in the top 5, whatever it cites). For answers: `cites` (some statement cites
-//! a right source or was said in the turn), `states` (such a statement also holds one of the
-//! question's answer word sets, compared by Snowball stems) and `not found`.
+//! right recording in the top 5, whatever it cites). For answers, with vector and with hybrid
+//! search: `cites` (some statement was said in the turn, by its `said` moment, or is a report
+//! line whose cited segments overlap the turn; either in the question's recording), `states`
+//! (such a statement also holds one of the question's answer word sets, compared by Snowball
+//! stems) and `not found`.
 //!
 //! The anchor is the corpus the system searched before transcripts were indexed: reports
 //! only, vector.
 //!
-//! `VOX_BENCH_CLIPS=a,b` keeps the scripts whose ids contain one of those strings;
+//! `VOX_BENCH_WINDOW=MIN,MAX,OVERLAP` (seconds) sets the transcript windows (default the
+//! stage's); `VOX_BENCH_CLIPS=a,b` keeps the scripts whose ids contain one of those strings;
 //! `VOX_BENCH_VERBOSE=1` lists the questions each mix misses at 5.
 //!
 //! Run: `cargo bench -p vox-tests --bench retrieval` (PostgreSQL as for the tests; models:
@@ -42,11 +46,12 @@ use anyhow::{Context, Result, bail};
 use common::analysis::engines::OfflineReports;
 use common::analysis::offline::OfflineEngine;
 use common::analysis::stage::{Outcome, Settings, Stage};
+use common::analysis::windows::WindowParams;
 use common::db::analysis_job;
 use common::db::transcription::{self, NewTranscription, Segment};
 use common::embed::{EmbedConfig, Embedder, UseEmbedder};
 use common::search::answer::{AnswerRequest, Answerer};
-use common::search::{Corpus, Hit, HitKind, SearchRequest, Searcher};
+use common::search::{Corpus, Hit, HitKind, SearchRequest, Searcher, TextMatch};
 use serde_json::json;
 use vox_tests::TestDb;
 
@@ -167,12 +172,29 @@ async fn run(
             .context("embedding model (infra/local/models/prepare_embedding.sh)")?,
     );
     let engine = Arc::new(OfflineEngine::new(Arc::clone(&embedder))?);
+    let mut settings = Settings::default();
+    if let Ok(w) = std::env::var("VOX_BENCH_WINDOW") {
+        let s: Vec<i64> = w
+            .split(',')
+            .map(|v| v.trim().parse::<i64>().map(|s| s * 1000))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("VOX_BENCH_WINDOW={w:?} is not MIN,MAX,OVERLAP seconds"))?;
+        let [min_ms, max_ms, overlap_ms] = s[..] else {
+            bail!("VOX_BENCH_WINDOW={w:?} is not MIN,MAX,OVERLAP seconds");
+        };
+        settings.windows = WindowParams {
+            min_ms,
+            max_ms,
+            overlap_ms,
+        };
+    }
+    println!("transcript windows: {:?}", settings.windows);
     let stage = Stage {
         pool: db.pool.clone(),
         engine: Arc::new(OfflineReports(engine)),
         embedder: Arc::clone(&embedder),
         index: None,
-        settings: Settings::default(),
+        settings,
         worker: "retrieval-bench".into(),
     };
 
@@ -218,15 +240,28 @@ async fn run(
     );
 
     let searcher = Searcher::new(db.pool.clone(), Arc::clone(&embedder));
+    let mut all_words = searcher.clone();
+    all_words.settings.text_match = TextMatch::All;
+    let mut any_words = searcher.clone();
+    any_words.settings.text_match = TextMatch::Any;
     let answerer = Answerer::new(searcher.clone(), None);
+    let mut hybrid_answerer = Answerer::new(any_words.clone(), None);
+    hybrid_answerer.settings.hybrid = true;
     let mixes = [
         ("reports", Corpus::Reports),
         ("transcripts", Corpus::Transcripts),
         ("both", Corpus::Both),
     ];
-    let mut scores: BTreeMap<(usize, bool, bool), Score> = BTreeMap::new();
-    let mut misses: BTreeMap<(usize, bool, bool), Vec<String>> = BTreeMap::new();
-    let (mut cites, mut stated, mut not_found, mut answers) = (0usize, 0usize, 0usize, 0usize);
+    let modes = [
+        ("vector", &searcher, false),
+        ("hyb-all", &all_words, true),
+        ("hyb-any", &any_words, true),
+    ];
+    let mut scores: BTreeMap<(usize, usize, bool), Score> = BTreeMap::new();
+    let mut misses: BTreeMap<(usize, usize, bool), Vec<String>> = BTreeMap::new();
+    // Per answer engine (vector search, hybrid): cites, states, not found.
+    let mut answer_scores = [[0usize; 3]; 2];
+    let mut answers = 0usize;
     let mut latencies = Vec::new();
     for q in set {
         let (transcription_id, spans) = &turns_of[&q.clip];
@@ -243,48 +278,59 @@ async fn run(
                 .pop()
                 .context("no vector")?;
             for (m, (_, corpus)) in mixes.iter().enumerate() {
-                for hybrid in [false, true] {
+                for (mode, (_, searcher, hybrid)) in modes.iter().enumerate() {
                     let mut request = SearchRequest::new(text.as_str());
                     request.corpus = Some(*corpus);
-                    request.hybrid = hybrid;
+                    request.hybrid = *hybrid;
                     let t = Instant::now();
                     let results = searcher.search_vector(None, &request, &vector).await?;
                     latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                     let first = scores
-                        .entry((m, hybrid, paraphrase))
+                        .entry((m, mode, paraphrase))
                         .or_default()
                         .add(&results.hits, &target);
                     if first.is_none_or(|r| r >= 5) {
                         misses
-                            .entry((m, hybrid, paraphrase))
+                            .entry((m, mode, paraphrase))
                             .or_default()
                             .push(format!("{} #{}: {text}", q.clip, q.turn));
                     }
                 }
             }
-            let answer = answerer
-                .answer(None, &AnswerRequest::new(text.as_str()))
-                .await?;
             answers += 1;
-            not_found += usize::from(!answer.found);
-            let citing: Vec<_> = answer
-                .statements
-                .iter()
-                .filter(|s| {
-                    s.said.as_ref().is_some_and(|m| {
-                        overlaps((m.start_ms, m.end_ms), (start_ms, end_ms))
-                            && answer.sources.iter().any(|h| {
-                                s.sources.contains(&h.rank)
-                                    && h.transcription_id == *transcription_id
-                            })
-                    }) || answer
-                        .sources
-                        .iter()
-                        .any(|h| s.sources.contains(&h.rank) && right(h, &target))
-                })
-                .collect();
-            cites += usize::from(!citing.is_empty());
-            stated += usize::from(citing.iter().any(|s| states(&q.answer, &s.text)));
+            for (e, engine) in [&answerer, &hybrid_answerer].into_iter().enumerate() {
+                let answer = engine
+                    .answer(None, &AnswerRequest::new(text.as_str()))
+                    .await?;
+                let citing: Vec<_> = answer
+                    .statements
+                    .iter()
+                    .filter(|s| {
+                        let cited = |h: &&Hit| s.sources.contains(&h.rank);
+                        match &s.said {
+                            // Said in the turn, in the question's recording.
+                            Some(m) => {
+                                overlaps((m.start_ms, m.end_ms), (start_ms, end_ms))
+                                    && answer
+                                        .sources
+                                        .iter()
+                                        .filter(cited)
+                                        .any(|h| h.transcription_id == *transcription_id)
+                            }
+                            // A report line quoting the turn.
+                            None => answer
+                                .sources
+                                .iter()
+                                .filter(cited)
+                                .any(|h| h.kind == HitKind::Report && right(h, &target)),
+                        }
+                    })
+                    .collect();
+                answer_scores[e][0] += usize::from(!citing.is_empty());
+                answer_scores[e][1] +=
+                    usize::from(citing.iter().any(|s| states(&q.answer, &s.text)));
+                answer_scores[e][2] += usize::from(!answer.found);
+            }
         }
     }
 
@@ -296,24 +342,29 @@ async fn run(
     let head = format!("{:>6} {:>6} {:>6} {:>6}", "hit@1", "hit@5", "MRR", "rec@5");
     println!("{:<12} {:<7} | {head} | {head}", "corpus", "mode");
     for (m, (name, _)) in mixes.iter().enumerate() {
-        for hybrid in [false, true] {
-            let mode = if hybrid { "hybrid" } else { "vector" };
-            let anchor = if m == 0 && !hybrid { "  <- anchor" } else { "" };
+        for (k, (mode, _, _)) in modes.iter().enumerate() {
+            let anchor = if m == 0 && k == 0 { "  <- anchor" } else { "" };
             println!(
                 "{name:<12} {mode:<7} | {} | {}{anchor}",
-                scores[&(m, hybrid, false)].line(),
-                scores[&(m, hybrid, true)].line()
+                scores[&(m, k, false)].line(),
+                scores[&(m, k, true)].line()
             );
         }
     }
     let n = answers.max(1) as f64;
     println!();
-    println!(
-        "fast answers (offline, both corpora, questions and paraphrases, {answers}): cite the right recording and turn {:.3}, and state the fact {:.3}; not found {:.3}",
-        cites as f64 / n,
-        stated as f64 / n,
-        not_found as f64 / n
-    );
+    for (e, name) in ["vector search", "hybrid search (any word)"]
+        .iter()
+        .enumerate()
+    {
+        let [cites, stated, not_found] = answer_scores[e];
+        println!(
+            "fast answers (offline, both corpora, {name}; {answers} questions and paraphrases): cite the right recording and turn {:.3}, and state the fact {:.3}; not found {:.3}",
+            cites as f64 / n,
+            stated as f64 / n,
+            not_found as f64 / n
+        );
+    }
     latencies.sort_by(f64::total_cmp);
     let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     println!(
@@ -323,12 +374,12 @@ async fn run(
         p(0.95)
     );
     if verbose {
-        for ((m, hybrid, paraphrase), list) in &misses {
+        for ((m, mode, paraphrase), list) in &misses {
             println!();
             println!(
                 "missed at 5: {} {} {}",
                 mixes[*m].0,
-                if *hybrid { "hybrid" } else { "vector" },
+                modes[*mode].0,
                 if *paraphrase {
                     "paraphrases"
                 } else {

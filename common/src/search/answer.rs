@@ -123,6 +123,9 @@ pub struct AnswerSettings {
     /// `VOX_DEEP_CONCURRENCY` (default 4): recordings a deep question reads at once with a
     /// model (offline reading is CPU-bound and runs one at a time).
     pub deep_concurrency: usize,
+    /// `VOX_ANSWER_HYBRID` (`true` or `false`, default false): fuse the answer's search with
+    /// full-text search (see `common::search::SearchRequest::hybrid`).
+    pub hybrid: bool,
 }
 
 impl Default for AnswerSettings {
@@ -134,6 +137,7 @@ impl Default for AnswerSettings {
             route_min_similarity: 0.25,
             max_statements: 5,
             deep_concurrency: 4,
+            hybrid: false,
         }
     }
 }
@@ -148,6 +152,7 @@ impl AnswerSettings {
                 d.route_min_similarity,
             )?,
             deep_concurrency: crate::config::parsed_or("VOX_DEEP_CONCURRENCY", d.deep_concurrency)?,
+            hybrid: crate::config::parsed_or("VOX_ANSWER_HYBRID", d.hybrid)?,
             ..d
         })
     }
@@ -287,6 +292,7 @@ impl Answerer {
         let route = self.route(request.config.as_deref(), &vector).await?;
         search.config = Some(route.config.clone());
         search.corpus = Some(Corpus::Both);
+        search.hybrid = self.settings.hybrid;
         let results = self
             .searcher
             .search_vector(served, &search, &vector)

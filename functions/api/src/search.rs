@@ -93,8 +93,8 @@ pub struct SearchFilters {
 pub struct SearchRequest {
     #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub query: String,
-    /// Search configuration (index) name, e.g. `interview`, `design` or a report type id;
-    /// chosen from the query when absent.
+    /// Search configuration (index) name, e.g. `interview`, `design`, `transcripts` or a
+    /// report type id; every report and transcript (`all`) when absent.
     pub index: Option<String>,
     #[serde(default)]
     pub filters: SearchFilters,
@@ -201,7 +201,7 @@ pub struct SearchHit {
 /// Hits, nearest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
-    /// The configurations searched (`all` searches every report type).
+    /// The configurations searched (`all` holds every report and transcript).
     pub index: String,
     pub hits: Vec<SearchHit>,
     /// The snapshot generation searched (`None`: stored chunks were scanned exactly).
