@@ -30,19 +30,51 @@
 //! build (its norm-padding preprocessing); Euclidean is no better and worse on clustered data.
 //! Cosine's distance `(1 - cos) / 2` also converts back to the similarity exactly.
 //!
+//! # Search: a quantized scan, then an exact re-rank
+//!
+//! Each build also writes binary codes of the configurations it built (one bit a dimension:
+//! is the item's unit vector above the configuration's mean vector in that dimension; 64
+//! bytes an item at 512-d, with the item ids and the mean in one LMDB value per
+//! configuration). A search computes the Hamming distance from the query's code to every
+//! item's, in place in the memory-mapped snapshot, and scores the nearest `max(k × 50, 500,
+//! items / 200)` of them exactly (cosine similarity from the stored vectors): see [`Rerank`],
+//! [`RERANK_PER_ITEMS`]. A candidate set under half of a configuration is scored exactly by
+//! arroy (the distance to every candidate: ~1.4 µs each, ~7 ms for 5,000); a larger one
+//! filters the scan.
+//!
+//! arroy's trees serve snapshots written before the codes existed, and [`Rerank::Off`]: at
+//! 1,000,000 clustered vectors they need far more effort than the codes for the same recall
+//! (each candidate is an LMDB read of a whole vector, and the trees' candidates are a poor
+//! shortlist when the neighbours sit in a wide cluster).
+//!
+//! Measured by `tests/benches/index.rs` at 1,000,000 512-d unit vectors in 200 wide gaussian
+//! clusters (spread 2), 200 held-out queries, k = 10, on 2 cores shared with other builds (so
+//! the milliseconds are loaded ones; the ratio is to the exact scan in the same run: brute
+//! force over the vectors in memory, one thread):
+//!
+//! | method                                          | p50 ms | p50 / exact scan | recall@10 |
+//! |-------------------------------------------------|--------|------------------|-----------|
+//! | exact scan                                      | 774    | 1                | 1         |
+//! | trees, search_k = k × 32 × 10 (the old default) | 20.3   | 0.026            | 0.468     |
+//! | trees, search_k = k × 32 × 40                   | 48.5   | 0.063            | 0.762     |
+//! | codes, re-rank 1,000                            | 29.0   | 0.038            | 0.867     |
+//! | codes, re-rank 2,000                            | 37.6   | 0.049            | 0.943     |
+//! | codes, re-rank 5,000 (the default here)         | 51-59  | 0.066-0.076      | 0.989     |
+//! | codes, re-rank 10,000                           | 79.0   | 0.102            | 0.999     |
+//!
 //! # Trees and `search_k`
 //!
-//! See [`DEFAULT_N_TREES`] and [`DEFAULT_SEARCH_K_FACTOR`] for the measured trade-off.
-//! Configurations of at most `dims` items (512 here) are a single leaf, searched exactly.
-//! A candidate set under half of a configuration is also searched exactly (arroy computes the
-//! distance to every candidate: ~1.4 µs each, ~7 ms for 5,000).
+//! See [`DEFAULT_N_TREES`] and [`DEFAULT_SEARCH_K_FACTOR`] for the measured trade-off (before
+//! the codes existed, with the trees as the only stage). Configurations of at most `dims`
+//! items (512 here) are a single leaf, searched exactly.
 //!
 //! # Size
 //!
 //! A 512-d vector is a 2,052-byte LMDB value, just over the largest value LMDB keeps inline
 //! on a 4 KiB page, so each vector takes a whole overflow page: the environment and its
 //! snapshot are ~2.2× the raw vectors (444 MiB for 100,000 vectors and 32 trees; each tree
-//! adds ~1.6 MiB). Lambda's default 512 MB of `/tmp` is not enough for a reader of 100,000
+//! adds ~1.6 MiB). The codes add 68 bytes an item (~3%: 4,703 MiB for 1,000,000 vectors), and
+//! the build reads every vector of a rebuilt configuration twice to write them. Lambda's default 512 MB of `/tmp` is not enough for a reader of 100,000
 //! chunks plus a new generation, nor for the writer (environment + snapshot).
 //!
 //! # Caveats
@@ -85,11 +117,13 @@ type Dist = Cosine;
 type ArroyDb = arroy::Database<'static, Dist>;
 type MetaDb = heed::Database<'static, Str, Bytes>;
 type ConfigDb = heed::Database<'static, U16<BigEndian>, Unit>;
+type CodesDb = heed::Database<'static, U16<BigEndian>, Bytes>;
 type Env = heed::Env<WithoutTls>;
 
 const ARROY_DB: &str = "arroy";
 const META_DB: &str = "vox-meta";
 const CONFIG_DB: &str = "vox-configs";
+const CODES_DB: &str = "vox-codes";
 const MAX_DBS: u32 = 4;
 const KEY_DIMS: &str = "dims";
 const KEY_DISTANCE: &str = "distance";
@@ -152,6 +186,77 @@ impl SearchK {
                 NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
             }
         }
+    }
+}
+
+/// The least number of items the quantized stage hands to the exact re-rank.
+///
+/// Measured by `tests/benches/index.rs` at 100,000 clustered vectors (spread 2), 200
+/// queries, on the loaded 2-core machine (exact scan: 21 ms a query):
+///
+/// | re-rank                     | k = 10: p50 ms | recall@10 | k = 50: recall@50 |
+/// |-----------------------------|----------------|-----------|-------------------|
+/// | 500 (the default at k = 10) | 2.4-3.6        | 0.956     | 0.905             |
+/// | 1,000                       | 3.7            | 0.986     | 0.958             |
+/// | 2,000                       | 6.1            | 0.997     | 0.983             |
+/// | 2,500 (the default at k = 50) |              |           | 0.988             |
+/// | 5,000                       | 12.1           | 0.999     | 0.996             |
+pub const RERANK_MIN: usize = 500;
+
+/// The quantized stage hands at least one item in `RERANK_PER_ITEMS` to the exact re-rank:
+/// the more items, the more of them come between the query's code and its neighbours' codes.
+///
+/// Measured by `tests/benches/index.rs` at 1,000,000 clustered vectors (spread 2), recall of
+/// the re-rank of a fixed number of items (latency in the module documentation; each item
+/// re-ranked costs an LMDB read of its vector, 4-9 µs there on the loaded machine):
+///
+/// | re-rank                              | recall@10 | recall@50 |
+/// |--------------------------------------|-----------|-----------|
+/// | 1,000                                | 0.867     | 0.790     |
+/// | 2,000                                | 0.943     | 0.906     |
+/// | 5,000 (1 item in 200: the default)   | 0.989     | 0.979     |
+/// | 10,000                               | 0.999     | 0.993     |
+pub const RERANK_PER_ITEMS: usize = 200;
+
+/// The default re-rank is `max(k × DEFAULT_RERANK_FACTOR, RERANK_MIN, items /
+/// RERANK_PER_ITEMS)` items (see [`Rerank`]).
+pub const DEFAULT_RERANK_FACTOR: usize = 50;
+
+/// The quantized first stage: how many of its nearest items are scored exactly.
+///
+/// A configuration built by this version has binary codes (one bit a dimension: is the item's
+/// unit vector above the mean of the configuration's); a search compares the query's code with
+/// every item's (Hamming distance, 64 bytes an item at 512-d, in place in the snapshot), then
+/// scores the nearest by cosine similarity from their stored vectors. Without codes (a
+/// snapshot written before they existed), or with [`Rerank::Off`], the trees are searched with
+/// [`SearchK`]; a candidate set under half of a configuration is scored exactly either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rerank {
+    /// `max(k × factor, RERANK_MIN, items / RERANK_PER_ITEMS)` items.
+    Factor(NonZeroUsize),
+    /// `max(k, n)` items, whatever `k`.
+    Fixed(NonZeroUsize),
+    /// No quantized stage: the trees, with [`SearchK`].
+    Off,
+}
+
+impl Rerank {
+    /// Items to re-rank for `k` results among `items`; `None` when off.
+    fn resolve(self, k: usize, items: u64) -> Option<usize> {
+        let share = usize::try_from(items / RERANK_PER_ITEMS as u64).unwrap_or(usize::MAX);
+        match self {
+            Rerank::Factor(factor) => {
+                Some(k.saturating_mul(factor.get()).max(RERANK_MIN).max(share))
+            }
+            Rerank::Fixed(n) => Some(n.get().max(k)),
+            Rerank::Off => None,
+        }
+    }
+}
+
+impl Default for Rerank {
+    fn default() -> Self {
+        Rerank::Factor(NonZeroUsize::new(DEFAULT_RERANK_FACTOR).unwrap_or(NonZeroUsize::MIN))
     }
 }
 
@@ -263,12 +368,14 @@ impl IndexWriter {
         let env = unsafe { options.open(dir) }.map_err(|e| heed_err(dir, "opening", e))?;
 
         let wtxn = env.write_txn().map_err(|e| heed_err(dir, "opening", e))?;
-        let (arroy, meta, configs) = env
+        let (arroy, meta, configs, codes) = env
             .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
                 let arroy: arroy::Database<Dist> = dbo.create_database(wtxn, Some(ARROY_DB))?;
                 let meta: heed::Database<Str, Bytes> = dbo.create_database(wtxn, Some(META_DB))?;
                 let configs: heed::Database<U16<BigEndian>, Unit> =
                     dbo.create_database(wtxn, Some(CONFIG_DB))?;
+                let codes: heed::Database<U16<BigEndian>, Bytes> =
+                    dbo.create_database(wtxn, Some(CODES_DB))?;
                 match meta.get(wtxn, KEY_DIMS)? {
                     Some(_) => {}
                     None => {
@@ -281,12 +388,14 @@ impl IndexWriter {
                         )?;
                     }
                 }
-                Ok(CommitOrAbort::<_, ()>::Commit((arroy, meta, configs)))
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    arroy, meta, configs, codes,
+                )))
             })
             .map_err(|e| heed_err(dir, "creating the databases of", e))?
             .unwrap_commit();
 
-        let store = Store::new(env, dir.to_path_buf(), arroy, meta, configs)?;
+        let store = Store::new(env, dir.to_path_buf(), arroy, meta, configs, Some(codes))?;
         if store.dims != dims {
             return Err(index_err(format!(
                 "the index at {} has {} dimensions, not {dims}",
@@ -315,8 +424,23 @@ impl IndexWriter {
         // SAFETY: as in `create`.
         #[allow(unsafe_code)]
         let env = unsafe { options.open(dir) }.map_err(|e| heed_err(dir, "opening", e))?;
-        let (arroy, meta, configs) = open_databases(&env, dir)?;
-        let store = Store::new(env, dir.to_path_buf(), arroy, meta, configs)?;
+        let (arroy, meta, configs, codes) = open_databases(&env, dir)?;
+        let codes = match codes {
+            Some(codes) => codes,
+            // An index written before the quantized codes existed: add their database, filled
+            // by the next build.
+            None => {
+                let wtxn = env.write_txn().map_err(|e| heed_err(dir, "opening", e))?;
+                env.create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+                    let codes: heed::Database<U16<BigEndian>, Bytes> =
+                        dbo.create_database(wtxn, Some(CODES_DB))?;
+                    Ok(CommitOrAbort::<_, ()>::Commit(codes))
+                })
+                .map_err(|e| heed_err(dir, "creating the databases of", e))?
+                .unwrap_commit()
+            }
+        };
+        let store = Store::new(env, dir.to_path_buf(), arroy, meta, configs, Some(codes))?;
         Ok(IndexWriter {
             store,
             n_trees: DEFAULT_N_TREES,
@@ -447,6 +571,10 @@ impl IndexWriter {
                 .need_build(&wtxn)
                 .map_err(|e| store.arroy_err(&format!("reading configuration {config} of"), e))?;
             if !needs_build {
+                // Built by a version without codes: add them.
+                if store.codes_missing(&wtxn, config)? {
+                    store.write_codes(&mut wtxn, config)?;
+                }
                 continue;
             }
             // One stream per configuration, so a configuration's trees do not depend on which
@@ -459,6 +587,7 @@ impl IndexWriter {
                 .n_trees(self.n_trees)
                 .build(&mut wtxn)
                 .map_err(|e| store.arroy_err(&format!("building configuration {config} of"), e))?;
+            store.write_codes(&mut wtxn, config)?;
             built.push(config);
         }
         wtxn.commit()
@@ -526,8 +655,14 @@ impl IndexWriter {
         k: usize,
         candidates: Option<&Candidates>,
     ) -> Result<Vec<(i64, f32)>> {
-        self.store
-            .search(config, query, k, candidates, SearchK::default())
+        self.store.search(
+            config,
+            query,
+            k,
+            candidates,
+            SearchK::default(),
+            Rerank::default(),
+        )
     }
 
     pub fn contains(&self, config: u16, chunk_id: i64) -> Result<bool> {
@@ -545,6 +680,7 @@ impl IndexWriter {
 pub struct IndexReader {
     store: Store,
     search_k: SearchK,
+    rerank: Rerank,
 }
 
 impl fmt::Debug for IndexReader {
@@ -553,6 +689,7 @@ impl fmt::Debug for IndexReader {
             .field("location", &self.store.location)
             .field("dims", &self.store.dims)
             .field("search_k", &self.search_k)
+            .field("rerank", &self.rerank)
             .finish()
     }
 }
@@ -580,11 +717,12 @@ impl IndexReader {
         #[allow(unsafe_code)]
         let env =
             unsafe { options.open(file) }.map_err(|e| heed_err(file, "opening the snapshot", e))?;
-        let (arroy, meta, configs) = open_databases(&env, file)?;
-        let store = Store::new(env, file.to_path_buf(), arroy, meta, configs)?;
+        let (arroy, meta, configs, codes) = open_databases(&env, file)?;
+        let store = Store::new(env, file.to_path_buf(), arroy, meta, configs, codes)?;
         Ok(IndexReader {
             store,
             search_k: SearchK::default(),
+            rerank: Rerank::default(),
         })
     }
 
@@ -596,6 +734,17 @@ impl IndexReader {
 
     pub fn search_k(&self) -> SearchK {
         self.search_k
+    }
+
+    /// Overrides how many of the quantized stage's nearest are re-ranked exactly, or turns
+    /// that stage off (default [`Rerank::default`]).
+    pub fn with_rerank(mut self, rerank: Rerank) -> Self {
+        self.rerank = rerank;
+        self
+    }
+
+    pub fn rerank(&self) -> Rerank {
+        self.rerank
     }
 
     pub fn dims(&self) -> usize {
@@ -619,7 +768,7 @@ impl IndexReader {
         candidates: Option<&Candidates>,
     ) -> Result<Vec<(i64, f32)>> {
         self.store
-            .search(config, query, k, candidates, self.search_k)
+            .search(config, query, k, candidates, self.search_k, self.rerank)
     }
 
     pub fn contains(&self, config: u16, chunk_id: i64) -> Result<bool> {
@@ -644,6 +793,9 @@ struct Store {
     location: PathBuf,
     arroy: ArroyDb,
     configs: ConfigDb,
+    /// The quantized codes of each built configuration; `None` in a snapshot written before
+    /// they existed (searched with the trees only).
+    codes: Option<CodesDb>,
     dims: usize,
 }
 
@@ -654,6 +806,7 @@ impl Store {
         arroy: ArroyDb,
         meta: MetaDb,
         configs: ConfigDb,
+        codes: Option<CodesDb>,
     ) -> Result<Self> {
         let rtxn = env
             .read_txn()
@@ -687,6 +840,7 @@ impl Store {
             location,
             arroy,
             configs,
+            codes,
             dims,
         })
     }
@@ -710,6 +864,7 @@ impl Store {
         k: usize,
         candidates: Option<&Candidates>,
         search_k: SearchK,
+        rerank: Rerank,
     ) -> Result<Vec<(i64, f32)>> {
         if query.len() != self.dims {
             return Err(index_err(format!(
@@ -734,6 +889,17 @@ impl Store {
         let Some(reader) = self.reader(&rtxn, config)? else {
             return Ok(Vec::new());
         };
+        // A small candidate set is scored exactly by arroy (below half of the items).
+        let small_set = candidates.is_some_and(|c| {
+            c.0.intersection_len(reader.item_ids()).saturating_mul(2) < reader.n_items()
+        });
+        if let Some(n) = rerank.resolve(k, reader.n_items())
+            && !small_set
+            && let Some(codes) = self.codes(&rtxn, config, &reader)?
+        {
+            let set = candidates.map(|c| &c.0);
+            return self.search_codes(&rtxn, config, &reader, &codes, query, k, n, set);
+        }
         let mut nns = reader.nns(k);
         nns.search_k(search_k.resolve(k, reader.n_trees()));
         if let Some(candidates) = candidates {
@@ -747,6 +913,110 @@ impl Store {
             .into_iter()
             .map(|(item, distance)| (i64::from(item), 1.0 - 2.0 * distance))
             .collect())
+    }
+
+    /// The quantized first stage and its exact re-rank: the Hamming distance from the query's
+    /// code to every item's (in `set`, if any), then the cosine similarity of the `n` nearest
+    /// by that distance, from their stored vectors; the `k` best, ties by chunk id.
+    #[allow(clippy::too_many_arguments)]
+    fn search_codes(
+        &self,
+        rtxn: &heed::RoTxn,
+        config: u16,
+        reader: &Reader<Dist>,
+        codes: &Codes,
+        query: &[f32],
+        k: usize,
+        n: usize,
+        set: Option<&RoaringBitmap>,
+    ) -> Result<Vec<(i64, f32)>> {
+        let shortlist = codes.nearest(query, n, set);
+        let norm_q = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let mut scored = Vec::with_capacity(shortlist.len());
+        for item in shortlist {
+            let vector = reader
+                .item_vector(rtxn, item)
+                .map_err(|e| self.arroy_err(&format!("reading configuration {config} of"), e))?
+                .ok_or_else(|| {
+                    index_err(format!(
+                        "configuration {config} of the index at {} has a code for item {item} \
+                         but no vector",
+                        self.location.display()
+                    ))
+                })?;
+            let norm_v = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let cos = dot(query, &vector) / (norm_q * norm_v);
+            scored.push((i64::from(item), cos));
+        }
+        let by_score = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, by_score);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(by_score);
+        Ok(scored)
+    }
+
+    /// The codes of a configuration's last build, if they were written and match it.
+    fn codes<'t>(
+        &self,
+        rtxn: &'t heed::RoTxn,
+        config: u16,
+        reader: &Reader<Dist>,
+    ) -> Result<Option<Codes<'t>>> {
+        let Some(db) = self.codes else {
+            return Ok(None);
+        };
+        let Some(bytes) = db
+            .get(rtxn, &config)
+            .map_err(|e| self.heed_err("reading", e))?
+        else {
+            return Ok(None);
+        };
+        Ok(Codes::parse(bytes, self.dims).filter(|c| c.len() as u64 == reader.n_items()))
+    }
+
+    fn codes_missing(&self, rtxn: &heed::RoTxn, config: u16) -> Result<bool> {
+        let Some(db) = self.codes else {
+            return Ok(false);
+        };
+        Ok(db
+            .get(rtxn, &config)
+            .map_err(|e| self.heed_err("reading", e))?
+            .is_none())
+    }
+
+    /// Writes the codes of every item of a configuration (as built), replacing its old ones.
+    fn write_codes(&self, wtxn: &mut heed::RwTxn, config: u16) -> Result<()> {
+        let Some(db) = self.codes else {
+            return Ok(());
+        };
+        let what = format!("quantizing configuration {config} of");
+        let writer = Writer::<Dist>::new(self.arroy, config, self.dims);
+        // Two passes over the stored vectors: their mean, then each one's code around it.
+        let mut sum = vec![0f64; self.dims];
+        let mut ids = Vec::new();
+        for item in writer.iter(wtxn).map_err(|e| self.arroy_err(&what, e))? {
+            let (id, vector) = item.map_err(|e| self.arroy_err(&what, e))?;
+            let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            for (s, x) in sum.iter_mut().zip(&vector) {
+                *s += f64::from(x / norm);
+            }
+            ids.push(id);
+        }
+        let count = ids.len().max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+        let mut bytes = Codes::header(&mean, &ids);
+        let mut code = vec![0u64; words(self.dims)];
+        for item in writer.iter(wtxn).map_err(|e| self.arroy_err(&what, e))? {
+            let (_, vector) = item.map_err(|e| self.arroy_err(&what, e))?;
+            quantize(&vector, &mean, &mut code);
+            for word in &code {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        db.put(wtxn, &config, &bytes)
+            .map_err(|e| self.heed_err("writing to", e))
     }
 
     /// The reader of a configuration's last build; `None` if it was never built.
@@ -824,7 +1094,181 @@ impl Store {
     }
 }
 
-fn open_databases(env: &Env, location: &Path) -> Result<(ArroyDb, MetaDb, ConfigDb)> {
+const CODES_VERSION: u32 = 1;
+
+/// A configuration's binary codes, read in place: `[version, dims, n]` as u32, the mean unit
+/// vector (`dims` f32), the item ids (`n` u32), then each item's code (`words(dims)` u64), all
+/// little-endian. Bit `i` of a code is set where the unit vector's coordinate `i` is above the
+/// mean's, so that the codes of anisotropic embeddings still split every dimension.
+struct Codes<'t> {
+    mean: Vec<f32>,
+    ids: &'t [u8],
+    codes: &'t [u8],
+    words: usize,
+}
+
+impl<'t> Codes<'t> {
+    /// Everything before the codes.
+    fn header(mean: &[f32], ids: &[u32]) -> Vec<u8> {
+        let words = words(mean.len());
+        let mut bytes = Vec::with_capacity(12 + 4 * mean.len() + ids.len() * (4 + 8 * words));
+        for x in [CODES_VERSION, mean.len() as u32, ids.len() as u32] {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        for x in mean {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        for id in ids {
+            bytes.extend_from_slice(&id.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// `None` if the bytes are not codes of this version and dimension.
+    fn parse(bytes: &'t [u8], dims: usize) -> Option<Self> {
+        let u32_at = |at: usize| {
+            let b = bytes.get(at..at + 4)?;
+            Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
+        };
+        if u32_at(0)? != CODES_VERSION as usize || u32_at(4)? != dims {
+            return None;
+        }
+        let n = u32_at(8)?;
+        let words = words(dims);
+        let mean_end = 12 + 4 * dims;
+        let ids_end = mean_end + 4 * n;
+        if bytes.len() != ids_end + 8 * words * n {
+            return None;
+        }
+        let mean = bytes[12..mean_end]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Some(Codes {
+            mean,
+            ids: &bytes[mean_end..ids_end],
+            codes: &bytes[ids_end..],
+            words,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len() / 4
+    }
+
+    fn id(&self, i: usize) -> u32 {
+        let b = &self.ids[4 * i..4 * i + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The ids of the `n` items (in `set`, if any) whose codes are nearest to the query's.
+    fn nearest(&self, query: &[f32], n: usize, set: Option<&RoaringBitmap>) -> Vec<u32> {
+        let len = self.len();
+        if n >= len && set.is_none() {
+            return (0..len).map(|i| self.id(i)).collect();
+        }
+        let mut q = vec![0u64; self.words];
+        quantize(query, &self.mean, &mut q);
+        let mut distances = vec![0u16; len];
+        hamming_all(&q, self.codes, &mut distances);
+        if let Some(set) = set {
+            for (i, d) in distances.iter_mut().enumerate() {
+                if !set.contains(self.id(i)) {
+                    *d = u16::MAX;
+                }
+            }
+        }
+        // The n smallest distances by counting: distances are at most 64 × words.
+        let mut histogram = vec![0usize; 64 * self.words + 1];
+        for &d in &distances {
+            if let Some(h) = histogram.get_mut(usize::from(d)) {
+                *h += 1;
+            }
+        }
+        let mut threshold = histogram.len();
+        let mut below = 0;
+        for (d, &count) in histogram.iter().enumerate() {
+            if below + count >= n {
+                threshold = d;
+                break;
+            }
+            below += count;
+        }
+        // Every item under the threshold, and items at it (by position) up to n.
+        let mut at_threshold = n.saturating_sub(below);
+        let mut nearest = Vec::with_capacity(n.min(len));
+        for (i, &d) in distances.iter().enumerate() {
+            let d = usize::from(d);
+            if d < threshold {
+                nearest.push(self.id(i));
+            } else if d == threshold && at_threshold > 0 {
+                at_threshold -= 1;
+                nearest.push(self.id(i));
+            }
+        }
+        nearest
+    }
+}
+
+/// u64 words in a code of `dims` bits.
+fn words(dims: usize) -> usize {
+    dims.div_ceil(64)
+}
+
+/// The code of `vector`: bit `i` set where its unit vector's coordinate is above `mean[i]`.
+fn quantize(vector: &[f32], mean: &[f32], code: &mut [u64]) {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    code.iter_mut().for_each(|w| *w = 0);
+    for (i, (x, m)) in vector.iter().zip(mean).enumerate() {
+        if *x > norm * m {
+            code[i / 64] |= 1 << (i % 64);
+        }
+    }
+}
+
+/// The Hamming distance from `query` to each code in `codes` (packed, little-endian words).
+fn hamming_all(query: &[u64], codes: &[u8], out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU has the POPCNT instruction (checked just above).
+        #[allow(unsafe_code)]
+        unsafe {
+            hamming_popcnt(query, codes, out);
+        }
+        return;
+    }
+    hamming_portable(query, codes, out);
+}
+
+/// [`hamming_portable`] compiled with the POPCNT instruction (the x86-64 baseline lacks it).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn hamming_popcnt(query: &[u64], codes: &[u8], out: &mut [u16]) {
+    hamming_portable(query, codes, out);
+}
+
+#[inline(always)]
+fn hamming_portable(query: &[u64], codes: &[u8], out: &mut [u16]) {
+    let stride = 8 * query.len();
+    for (code, d) in codes.chunks_exact(stride).zip(out.iter_mut()) {
+        let mut bits = 0u32;
+        for (q, w) in query.iter().zip(code.chunks_exact(8)) {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            bits += (q ^ w).count_ones();
+        }
+        *d = bits as u16;
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The index's databases; the codes are missing from a snapshot written before they existed.
+fn open_databases(
+    env: &Env,
+    location: &Path,
+) -> Result<(ArroyDb, MetaDb, ConfigDb, Option<CodesDb>)> {
     let rtxn = env
         .read_txn()
         .map_err(|e| heed_err(location, "reading", e))?;
@@ -835,12 +1279,16 @@ fn open_databases(env: &Env, location: &Path) -> Result<(ArroyDb, MetaDb, Config
                 dbo.open_database(rtxn, Some(META_DB))?;
             let configs: Option<heed::Database<U16<BigEndian>, Unit>> =
                 dbo.open_database(rtxn, Some(CONFIG_DB))?;
-            Ok(CommitOrAbort::<_, ()>::Commit((arroy, meta, configs)))
+            let codes: Option<heed::Database<U16<BigEndian>, Bytes>> =
+                dbo.open_database(rtxn, Some(CODES_DB))?;
+            Ok(CommitOrAbort::<_, ()>::Commit((
+                arroy, meta, configs, codes,
+            )))
         })
         .map_err(|e| heed_err(location, "opening the databases of", e))?
         .unwrap_commit();
     match opened {
-        (Some(arroy), Some(meta), Some(configs)) => Ok((arroy, meta, configs)),
+        (Some(arroy), Some(meta), Some(configs), codes) => Ok((arroy, meta, configs, codes)),
         _ => Err(index_err(format!(
             "{} is not a VoxPersona vector index",
             location.display()

@@ -204,12 +204,14 @@ fn recall_at_10_on_1000_random_unit_vectors_is_at_least_0_95() {
 
     let default = recall(&reader);
     println!(
-        "recall@10, 1,000 random 512-d unit vectors, {} trees, default {:?}: {default:.3}",
+        "recall@10, 1,000 random 512-d unit vectors, {} trees, default {:?} and {:?}: {default:.3}",
         writer.n_trees(),
-        reader.search_k()
+        reader.search_k(),
+        reader.rerank()
     );
     assert!(default >= 0.95, "recall@10 {default}");
-    let mut reader = reader;
+    // The trees alone, as a snapshot without codes searches.
+    let mut reader = reader.with_rerank(Rerank::Off);
     for factor in [1, 2, 5, 20] {
         reader = reader.with_search_k(SearchK::Factor(NonZeroUsize::new(factor).unwrap()));
         println!(
@@ -217,6 +219,130 @@ fn recall_at_10_on_1000_random_unit_vectors_is_at_least_0_95() {
             recall(&reader)
         );
     }
+}
+
+#[test]
+fn the_quantized_stage_and_its_re_rank_find_the_neighbours_of_clustered_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = writer_in(dir.path()).with_n_trees(2);
+    let all = clustered_vectors(11, 4050, 40, DIMS);
+    let (v, queries) = all.split_at(4000);
+    add_all(&writer, CONFIG, 1, v);
+    writer.build(42).unwrap();
+    let snap = dir.path().join("codes.mdb");
+    writer.snapshot(&snap).unwrap();
+    let reader = IndexReader::open_snapshot(&snap).unwrap();
+    assert_eq!(reader.rerank(), Rerank::default());
+    // 4,000 items: the default re-ranks RERANK_MIN of them.
+    assert_eq!(Rerank::default().resolve(10, 4000), Some(RERANK_MIN));
+
+    let mut found = 0;
+    for q in queries {
+        let exact: HashSet<i64> = brute_force(v, 1, q, 10).into_iter().collect();
+        let hits = reader.search(CONFIG, q, 10, None).unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(
+            hits.windows(2)
+                .all(|w| w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0)),
+            "best first, ties by id: {hits:?}"
+        );
+        for &(id, score) in &hits {
+            // Exact cosine similarities (the vectors are unit length).
+            let cos = dot(&v[id as usize - 1], q) / dot(q, q).sqrt();
+            assert!((score - cos).abs() < 1e-5, "{id}: {score} vs {cos}");
+        }
+        found += hits.iter().filter(|(id, _)| exact.contains(id)).count();
+    }
+    let recall = found as f64 / (10 * queries.len()) as f64;
+    println!("recall@10, 4,000 clustered 512-d unit vectors, codes + re-rank: {recall:.3}");
+    assert!(recall >= 0.95, "recall@10 {recall}");
+
+    // A large candidate set goes through the codes too, and stays inside the set.
+    let large: Candidates = (1..=4000).filter(|id| id % 3 != 0).collect();
+    let hits = reader
+        .search(CONFIG, &queries[0], 20, Some(&large))
+        .unwrap();
+    assert_eq!(hits.len(), 20);
+    assert!(hits.iter().all(|&(id, _)| id % 3 != 0), "{hits:?}");
+
+    // The writer searches its last build the same way.
+    assert_eq!(
+        writer.search(CONFIG, &queries[0], 10, None).unwrap(),
+        reader.search(CONFIG, &queries[0], 10, None).unwrap()
+    );
+}
+
+#[test]
+fn an_index_without_codes_searches_with_the_trees_until_the_next_build_adds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = writer_in(dir.path()).with_n_trees(4);
+    let v = random_vectors(13, 1000, DIMS);
+    add_all(&writer, CONFIG, 1, &v);
+    writer.build(42).unwrap();
+    let store = &writer.store;
+    let rtxn = store.env.read_txn().unwrap();
+    assert!(!store.codes_missing(&rtxn, CONFIG).unwrap());
+    drop(rtxn);
+    let with_codes = writer.search(CONFIG, &v[3], 10, None).unwrap();
+    assert_eq!(with_codes[0].0, 4);
+
+    // As an index built before codes existed.
+    let codes = store.codes.unwrap();
+    let mut wtxn = store.env.write_txn().unwrap();
+    assert!(codes.delete(&mut wtxn, &CONFIG).unwrap());
+    wtxn.commit().unwrap();
+    let rtxn = store.env.read_txn().unwrap();
+    assert!(store.codes_missing(&rtxn, CONFIG).unwrap());
+    drop(rtxn);
+    let trees = writer.search(CONFIG, &v[3], 10, None).unwrap();
+    assert_eq!(trees.len(), 10);
+    assert_eq!(trees[0].0, 4);
+
+    // A build with nothing to rebuild still writes the missing codes.
+    assert!(writer.build(42).unwrap().is_empty());
+    let rtxn = store.env.read_txn().unwrap();
+    assert!(!store.codes_missing(&rtxn, CONFIG).unwrap());
+    drop(rtxn);
+    assert_eq!(writer.search(CONFIG, &v[3], 10, None).unwrap(), with_codes);
+}
+
+#[test]
+fn codes_give_the_n_nearest_by_hamming_distance_within_the_set() {
+    let dims = 64;
+    let mean = vec![0.0f32; dims];
+    // Item 10 + i is negative on its first i coordinates: i bits from the all-positive query.
+    let ids: Vec<u32> = (10..20).collect();
+    let mut bytes = Codes::header(&mean, &ids);
+    let mut code = vec![0u64; words(dims)];
+    for i in 0..ids.len() {
+        let v: Vec<f32> = (0..dims).map(|d| if d < i { -1.0 } else { 1.0 }).collect();
+        quantize(&v, &mean, &mut code);
+        assert_eq!(code[0].count_ones() as usize, dims - i);
+        for w in &code {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let codes = Codes::parse(&bytes, dims).unwrap();
+    assert_eq!(codes.len(), 10);
+    let q = vec![1.0f32; dims];
+    let sorted = |mut ids: Vec<u32>| {
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(sorted(codes.nearest(&q, 3, None)), vec![10, 11, 12]);
+    let set: RoaringBitmap = [11, 13, 15, 17, 99].into_iter().collect();
+    assert_eq!(sorted(codes.nearest(&q, 3, Some(&set))), vec![11, 13, 15]);
+    assert_eq!(
+        sorted(codes.nearest(&q, 9, Some(&set))),
+        vec![11, 13, 15, 17]
+    );
+    assert_eq!(sorted(codes.nearest(&q, 50, None)), ids);
+    // Other dimensions, versions or lengths are not codes.
+    assert!(Codes::parse(&bytes, 128).is_none());
+    assert!(Codes::parse(&bytes[..bytes.len() - 1], dims).is_none());
+    let mut other = bytes.clone();
+    other[0] = 2;
+    assert!(Codes::parse(&other, dims).is_none());
 }
 
 #[test]
@@ -239,7 +365,7 @@ fn candidates_restrict_results_to_the_set() {
         .collect();
     assert_eq!(ids(&hits), expected);
 
-    // A large set goes through the trees, still only inside the set.
+    // A large set goes through the codes, still only inside the set.
     let large: Candidates = (1..=1000).filter(|id| id % 4 != 0).collect();
     let hits = writer.search(CONFIG, q, 50, Some(&large)).unwrap();
     assert!(!hits.is_empty());
