@@ -121,8 +121,12 @@ SELECT 'recording ' || r.object_key || ' ' || r.status || ' ' || coalesce(r.last
        || ' reports ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(a.audit, '|' ORDER BY a.report_type_id, a.pass)), '-')
                           FROM audit a JOIN transcription t USING (transcription_id)
                           WHERE t.recording_id = r.recording_id)
-       || ' chunks ' || (SELECT count(*) FROM chunk c JOIN audit a USING (audit_id)
-                         JOIN transcription t USING (transcription_id) WHERE t.recording_id = r.recording_id)
+       || ' chunks ' || (SELECT count(*) FROM chunk c JOIN audit a ON a.audit_id = c.audit_id
+                         JOIN transcription t ON t.transcription_id = a.transcription_id
+                         WHERE t.recording_id = r.recording_id)
+       || ' windows ' || (SELECT count(*) || ' ' || coalesce(md5(string_agg(c.text, '|' ORDER BY c.seq)), '-')
+                          FROM chunk c JOIN transcription t ON t.transcription_id = c.transcription_id
+                          WHERE t.recording_id = r.recording_id)
 FROM recording r ORDER BY r.object_key;
 SELECT 'jobs ' || status || ' ' || count(*) FROM analysis_job GROUP BY status ORDER BY status;
 SQL

@@ -634,6 +634,11 @@ async fn a_model_answers_only_from_the_sources_it_was_given() {
     assert!(user.contains("Что не так с освещением в лобби?"));
     assert!(user.contains("[1] ") && user.contains("[2] "));
     assert!(user.contains(answer.sources[0].text.trim()));
+    // Transcript windows are among the numbered sources, described by their moment.
+    assert!(
+        user.contains("расшифровка записи, 00:"),
+        "no transcript source in: {user}"
+    );
 
     let server = chat_server("НЕТ ОТВЕТА").await;
     let answerer = Answerer::new(searcher(&db), Some(model(&server)));
