@@ -215,8 +215,8 @@ impl Answerer {
     pub async fn route(&self, config: Option<&str>, question: &[f32]) -> Result<Route> {
         if let Some(name) = config.map(str::trim).filter(|n| !n.is_empty()) {
             let conn = self.searcher.pool.get().await?;
-            let all = configs(&conn).await?;
-            let chosen = super::select(&all, Some(name), None)?;
+            let all = self.searcher.configs(&conn).await?;
+            let chosen = super::select(all, Some(name), None)?;
             return Ok(Route {
                 config: chosen
                     .first()

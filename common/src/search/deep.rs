@@ -236,8 +236,8 @@ impl Answerer {
             })?;
         let route = self.route(scope.config.as_deref(), &vector).await?;
         let conn = self.searcher.pool.get().await?;
-        let all = configs(&conn).await?;
-        let config_ids: Vec<i16> = select(&all, Some(&route.config), Some(Corpus::Both))?
+        let all = self.searcher.configs(&conn).await?;
+        let config_ids: Vec<i16> = select(all, Some(&route.config), Some(Corpus::Both))?
             .iter()
             .map(|c| c.id as i16)
             .collect();
