@@ -21,6 +21,7 @@ pub mod embed;
 pub mod error;
 #[cfg(feature = "aws")]
 pub mod events;
+pub mod export;
 #[cfg(feature = "index")]
 pub mod index;
 #[cfg(feature = "llm")]

@@ -10,6 +10,7 @@ mod search;
 #[path = "../db/support.rs"]
 #[allow(dead_code)]
 mod support;
+mod transcripts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,6 +244,7 @@ async fn the_openapi_document_describes_every_route_and_needs_no_key() {
         ("/audits/{id}", "get"),
         ("/audits/{id}/export", "get"),
         ("/transcriptions/{id}", "get"),
+        ("/transcriptions/{id}/export", "get"),
         ("/keys", "post"),
         ("/keys", "get"),
         ("/keys/{id}", "delete"),
@@ -272,7 +274,7 @@ async fn the_openapi_document_describes_every_route_and_needs_no_key() {
         documented,
         "operation ids must be unique"
     );
-    assert_eq!(documented, 19);
+    assert_eq!(documented, 20);
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["api_key"]["name"], "X-Api-Key");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");

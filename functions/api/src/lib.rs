@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(routes::audits::get))
         .routes(routes!(routes::audits::export))
         .routes(routes!(routes::transcriptions::get))
+        .routes(routes!(routes::transcriptions::export))
         .routes(routes!(routes::keys::create, routes::keys::list))
         .routes(routes!(routes::keys::revoke))
         .routes(routes!(routes::search::search))

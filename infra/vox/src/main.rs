@@ -45,6 +45,10 @@ enum Command {
         /// asks; Клиент) from their turns.
         #[arg(long)]
         interview: bool,
+        /// Print the transcript as JSON (with speakers and coverage), or as plain text with
+        /// times and speakers, SRT or WebVTT (what `GET /transcriptions/{id}/export` gives).
+        #[arg(long, value_parser = ["json", "txt", "srt", "vtt"], default_value = "json")]
+        format: String,
     },
     /// Run one report type on a transcript with the configured engine (offline unless
     /// VOX_LLM_PROVIDER names a hosted model) and print the report as Markdown.
@@ -156,7 +160,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             language,
             interview,
-        } => transcribe::run(&file, language.as_deref(), interview),
+            format,
+        } => transcribe::run(&file, language.as_deref(), interview, &format),
         Command::Analyze {
             transcript,
             transcription,

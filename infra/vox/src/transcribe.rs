@@ -1,5 +1,5 @@
 //! `vox transcribe FILE`: the transcribe stage's engine on a local file, progress on stderr,
-//! the transcript as JSON on stdout.
+//! the transcript as JSON on stdout (or, with `--format txt|srt|vtt`, as the API exports it).
 
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use common::db::transcription::{Coverage, Segment, UncoveredSpeech};
+use common::export::transcript as export;
 use common::speakers::{self, DiarizeParams, SpeakerEvidence};
 use common::speech::{EngineSettings, WhisperEngine};
 use common::transcribe::SpeechEngine;
@@ -31,10 +32,20 @@ struct Output {
     speakers: Vec<SpeakerEvidence>,
 }
 
-pub fn run(file: &Path, language: Option<&str>, interview: bool) -> anyhow::Result<()> {
+pub fn run(
+    file: &Path,
+    language: Option<&str>,
+    interview: bool,
+    format: &str,
+) -> anyhow::Result<()> {
     if !file.is_file() {
         bail!("{} is not a file", file.display());
     }
+    // Checked before the models load: a wrong name fails at once.
+    let wanted = match format {
+        "json" => None,
+        other => Some(other.parse::<export::Format>()?),
+    };
     let started = Instant::now();
     let settings = EngineSettings::from_env()?;
     let diarize = DiarizeParams::from_env()?;
@@ -96,6 +107,20 @@ pub fn run(file: &Path, language: Option<&str>, interview: bool) -> anyhow::Resu
         uncovered: coverage.uncovered,
         speakers,
     };
-    println!("{}", serde_json::to_string_pretty(&output)?);
+    match wanted {
+        None => println!("{}", serde_json::to_string_pretty(&output)?),
+        Some(format) => {
+            let recording = file.file_name().unwrap_or_default().to_string_lossy();
+            let transcript = export::Transcript {
+                recording: &recording,
+                number_audio: None,
+                language: output.language.as_deref(),
+                audio_seconds: Some(output.audio_seconds),
+                text: &output.text,
+                segments: &output.segments,
+            };
+            print!("{}", export::render(&transcript, format)?);
+        }
+    }
     Ok(())
 }

@@ -1,16 +1,19 @@
-//! Transcripts with their timestamped segments.
+//! Transcripts with their timestamped segments, and their export as text, SRT and WebVTT.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use common::db::transcription;
-use serde::Serialize;
-use utoipa::ToSchema;
+use common::db::transcription::{self, Transcription};
+use common::export::transcript::{self as export, Format};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Caller, Permission};
-use crate::extract::Id;
-use crate::problem::{Problem, ProblemBody};
+use crate::extract::{Id, QueryParams};
+use crate::problem::{Kind, Problem, ProblemBody};
 
 /// A timestamped piece of a transcript.
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,12 +126,7 @@ pub async fn get(
     Id(id): Id,
 ) -> Result<Json<TranscriptionView>, Problem> {
     caller.require(Permission::Read)?;
-    let conn = state.pool.get().await?;
-    let Some(t) = transcription::get(&conn, id).await? else {
-        return Err(Problem::not_found(format!(
-            "transcription {id} does not exist"
-        )));
-    };
+    let t = load(&state, id).await?;
     Ok(Json(TranscriptionView {
         transcription_id: t.id,
         text: t.text,
@@ -168,4 +166,87 @@ pub async fn get(
             })
             .collect(),
     }))
+}
+
+/// Loads a transcription with its segments; 404 when it does not exist (a recording gets its
+/// transcription once it is transcribed).
+async fn load(state: &AppState, id: i64) -> Result<Transcription, Problem> {
+    let conn = state.pool.get().await?;
+    transcription::get(&conn, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("transcription {id} does not exist")))
+}
+
+/// `GET /transcriptions/{id}/export`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TranscriptExportParams {
+    /// `txt` (a line a segment, `[HH:MM:SS] Speaker: text`, after a short header; the
+    /// default), `srt` (SubRip) or `vtt` (WebVTT). DOCX is planned.
+    #[param(pattern = "^(txt|srt|vtt)$")]
+    pub format: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/transcriptions/{id}/export",
+    operation_id = "export_transcription",
+    tag = "transcriptions",
+    params(("id" = i64, Path, description = "Transcription id", minimum = 1),
+           TranscriptExportParams),
+    responses(
+        (status = 200, description = "The transcript as a file (`Content-Disposition: \
+         attachment` named after the recording), with times and speakers",
+         content((String = "text/plain"), (String = "application/x-subrip"),
+                 (String = "text/vtt"))),
+        (status = 404, description = "No such transcription", body = ProblemBody,
+         content_type = "application/problem+json"),
+        (status = 415, description = "A planned format that is not available yet",
+         body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    QueryParams(params): QueryParams<TranscriptExportParams>,
+) -> Result<Response, Problem> {
+    caller.require(Permission::Read)?;
+    let name = params
+        .format
+        .as_deref()
+        .unwrap_or("txt")
+        .trim()
+        .to_lowercase();
+    if name == "docx" {
+        return Err(Problem {
+            kind: Kind::UnsupportedMediaType,
+            detail: format!(
+                "export format {name:?} is not available yet for transcripts; use {}",
+                Format::NAMES
+            ),
+            field: Some("format".into()),
+        });
+    }
+    let format: Format = name.parse()?;
+    let t = load(&state, id).await?;
+    let body = export::render(&(&t).into(), format)?;
+    let file_name = export::file_name(&t.audio_file_name, &format!("transcription-{id}"), format);
+    let disposition = format!("attachment; filename=\"{file_name}\"");
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
