@@ -31,7 +31,10 @@
 //!
 //! `VOX_BENCH_WINDOW=MIN,MAX,OVERLAP` (seconds) sets the transcript windows (default the
 //! stage's); `VOX_BENCH_CLIPS=a,b` keeps the scripts whose ids contain one of those strings;
-//! `VOX_BENCH_VERBOSE=1` lists the questions each mix misses at 5.
+//! `VOX_BENCH_VERBOSE=1` lists the questions each mix misses at 5, and the answers citing no
+//! right turn with what they stated; `VOX_BENCH_ANSWERS_ONLY=1` measures the answers only.
+//! Beside the answers it prints the same answers not routed (configuration `all`) and how
+//! often the answer's sources hold the right turn at all (the ceiling for picking lines).
 //!
 //! Run: `cargo bench -p vox-tests --bench retrieval` (PostgreSQL as for the tests; models:
 //! `infra/local/models/prepare_embedding.sh`; speech: festival and sox)
@@ -260,8 +263,11 @@ async fn run(
     let mut scores: BTreeMap<(usize, usize, bool), Score> = BTreeMap::new();
     let mut misses: BTreeMap<(usize, usize, bool), Vec<String>> = BTreeMap::new();
     // Per answer engine (vector search, hybrid): cites, states, not found.
-    let mut answer_scores = [[0usize; 3]; 2];
+    let mut answer_scores = [[0usize; 3]; 3];
     let mut answers = 0usize;
+    let mut answer_misses: Vec<String> = Vec::new();
+    let mut reachable = 0usize;
+    let answers_only = std::env::var("VOX_BENCH_ANSWERS_ONLY").is_ok_and(|v| v != "0");
     let mut latencies = Vec::new();
     for q in set {
         let (transcription_id, spans) = &turns_of[&q.clip];
@@ -279,6 +285,9 @@ async fn run(
                 .context("no vector")?;
             for (m, (_, corpus)) in mixes.iter().enumerate() {
                 for (mode, (_, searcher, hybrid)) in modes.iter().enumerate() {
+                    if answers_only {
+                        continue;
+                    }
                     let mut request = SearchRequest::new(text.as_str());
                     request.corpus = Some(*corpus);
                     request.hybrid = *hybrid;
@@ -298,10 +307,21 @@ async fn run(
                 }
             }
             answers += 1;
-            for (e, engine) in [&answerer, &hybrid_answerer].into_iter().enumerate() {
-                let answer = engine
-                    .answer(None, &AnswerRequest::new(text.as_str()))
-                    .await?;
+            // Whether the offline answer's sources (20 hits, both corpora) hold the turn at all.
+            let mut request = SearchRequest::new(text.as_str());
+            request.corpus = Some(Corpus::Both);
+            request.limit = answerer.settings.offline_sources;
+            let results = searcher.search_vector(None, &request, &vector).await?;
+            reachable += usize::from(results.hits.iter().any(|h| right(h, &target)));
+            let engines = [
+                (&answerer, None),
+                (&hybrid_answerer, None),
+                (&answerer, Some("all")),
+            ];
+            for (e, (engine, config)) in engines.into_iter().enumerate() {
+                let mut request = AnswerRequest::new(text.as_str());
+                request.config = config.map(str::to_owned);
+                let answer = engine.answer(None, &request).await?;
                 let citing: Vec<_> = answer
                     .statements
                     .iter()
@@ -326,6 +346,21 @@ async fn run(
                         }
                     })
                     .collect();
+                if verbose && e == 0 && citing.is_empty() {
+                    let s = script(root, &q.clip)?;
+                    answer_misses.push(format!(
+                        "{} #{}: {text}\n    said: {}\n{}",
+                        q.clip,
+                        q.turn,
+                        s.turns[q.turn - 1].1,
+                        answer
+                            .statements
+                            .iter()
+                            .map(|s| format!("    stated: {}", s.text))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    ));
+                }
                 answer_scores[e][0] += usize::from(!citing.is_empty());
                 answer_scores[e][1] +=
                     usize::from(citing.iter().any(|s| states(&q.answer, &s.text)));
@@ -341,7 +376,7 @@ async fn run(
     );
     let head = format!("{:>6} {:>6} {:>6} {:>6}", "hit@1", "hit@5", "MRR", "rec@5");
     println!("{:<12} {:<7} | {head} | {head}", "corpus", "mode");
-    for (m, (name, _)) in mixes.iter().enumerate() {
+    for (m, (name, _)) in mixes.iter().enumerate().filter(|_| !answers_only) {
         for (k, (mode, _, _)) in modes.iter().enumerate() {
             let anchor = if m == 0 && k == 0 { "  <- anchor" } else { "" };
             println!(
@@ -353,9 +388,13 @@ async fn run(
     }
     let n = answers.max(1) as f64;
     println!();
-    for (e, name) in ["vector search", "hybrid search (any word)"]
-        .iter()
-        .enumerate()
+    for (e, name) in [
+        "vector search",
+        "hybrid search (any word)",
+        "vector search, not routed (config all)",
+    ]
+    .iter()
+    .enumerate()
     {
         let [cites, stated, not_found] = answer_scores[e];
         println!(
@@ -365,15 +404,27 @@ async fn run(
             not_found as f64 / n
         );
     }
-    latencies.sort_by(f64::total_cmp);
-    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     println!(
-        "search latency (exact scan, {} searches): p50 {:.1} ms, p95 {:.1} ms",
-        latencies.len(),
-        p(0.5),
-        p(0.95)
+        "the offline answer's sources ({} hits, both corpora, vector search) hold the right turn for {:.3}",
+        answerer.settings.offline_sources,
+        reachable as f64 / n
     );
+    latencies.sort_by(f64::total_cmp);
+    if !latencies.is_empty() {
+        let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "search latency (exact scan, {} searches): p50 {:.1} ms, p95 {:.1} ms",
+            latencies.len(),
+            p(0.5),
+            p(0.95)
+        );
+    }
     if verbose {
+        println!();
+        println!("fast answers (vector search) citing no right turn:");
+        for m in &answer_misses {
+            println!("  {m}");
+        }
         for ((m, mode, paraphrase), list) in &misses {
             println!();
             println!(

@@ -244,6 +244,34 @@ async fn windows_are_stored_once_and_what_only_the_transcript_holds_is_found_and
         "{answered} of 3 guest sentences answered with their moment"
     );
 
+    // Asked what the employee asked, the answer states the guest's reply first, not the
+    // question: a question shows where a topic came up, the reply what was said of it.
+    let (asked, reply) = segments
+        .windows(2)
+        .find(|p| {
+            p[0].4.as_deref() == Some("Сотрудник")
+                && p[0].3.trim_end().ends_with('?')
+                && p[1].4.as_deref() == Some("Клиент")
+                && p[1].3.split_whitespace().count() >= 5
+        })
+        .map(|p| (&p[0], &p[1]))
+        .expect("an employee's question with the guest's reply");
+    let answer = answerer
+        .answer(None, &AnswerRequest::new(asked.3.as_str()))
+        .await
+        .unwrap();
+    let first = answer.statements.first().expect("an answer");
+    assert!(!first.text.contains("?»"), "{}", answer.text);
+    assert!(
+        answer.statements.iter().any(|s| s
+            .said
+            .as_ref()
+            .is_some_and(|m| m.start_ms == reply.1 && m.speaker.as_deref() == Some("Клиент"))),
+        "the reply at {} is stated: {}",
+        hms(reply.1),
+        answer.text
+    );
+
     // Reports only: no transcript hit.
     let mut reports_only = SearchRequest::new(missed[0].3.as_str());
     reports_only.corpus = Some(Corpus::Reports);

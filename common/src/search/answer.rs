@@ -192,6 +192,11 @@ pub(crate) struct Line {
     pub plain: String,
     /// Where a transcript's sentence was said.
     pub said: Option<Moment>,
+    /// The line is a question (it ends with `?`): it shows where a topic came up, not a fact.
+    pub asks: bool,
+    /// For a sentence of a transcript's turn that replies to a question: the question (an
+    /// index into the same list of lines) that the previous turn, by another speaker, asked.
+    pub context: Option<usize>,
 }
 
 impl Answerer {
@@ -341,22 +346,22 @@ impl Answerer {
             .embed(lines.iter().map(|l| l.plain.clone()).collect())
             .await?;
         let stems = content_stems(question_text);
-        let mut scored: Vec<(f32, &Line)> = lines
+        let own: Vec<f32> = lines
             .iter()
             .zip(&vectors)
-            .map(|(l, v)| {
-                let score =
-                    cosine(question, v) + LEXICAL_WEIGHT * lexical_overlap(&stems, &l.plain);
-                (score, l)
-            })
-            .filter(|(s, _)| *s >= self.settings.min_score)
+            .map(|(l, v)| cosine(question, v) + LEXICAL_WEIGHT * lexical_overlap(&stems, &l.plain))
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let ranked = rank(
+            &lines,
+            &own,
+            !asks_about_questions(&stems),
+            self.settings.min_score,
+        );
         let mut seen = BTreeSet::new();
         let mut out: Vec<Statement> = Vec::new();
         // Statements with the plain text they were stated for.
         let mut keys: Vec<String> = Vec::new();
-        for (_, line) in scored {
+        for line in ranked.into_iter().map(|i| &lines[i]) {
             let key = line.plain.to_lowercase();
             let rank = hits[line.hit].rank;
             if !seen.insert(key.clone()) {
@@ -461,7 +466,14 @@ pub(crate) fn source_lines(hits: &[Hit]) -> Vec<Line> {
     let mut seen = HashSet::new();
     for (i, hit) in hits.iter().enumerate() {
         if hit.kind == HitKind::Transcript {
+            // The last question of the previous turn, and who asked it.
+            let mut asked: Option<(usize, Option<&str>)> = None;
             for segment in &hit.segments {
+                let speaker = segment.speaker.as_deref();
+                let context = asked
+                    .filter(|(_, by)| by.is_none() || *by != speaker)
+                    .map(|(q, _)| q);
+                asked = None;
                 for sentence in split_long(segment.text.trim(), 1) {
                     let words = sentence
                         .split_whitespace()
@@ -476,6 +488,10 @@ pub(crate) fn source_lines(hits: &[Hit]) -> Vec<Line> {
                         None => format!("«{sentence}» ({})", hms(segment.start_ms)),
                     };
                     if seen.insert(format!("{i}\u{0}{text}")) {
+                        let asks = is_question(&plain);
+                        if asks {
+                            asked = Some((out.len(), speaker));
+                        }
                         out.push(Line {
                             hit: i,
                             text,
@@ -485,6 +501,8 @@ pub(crate) fn source_lines(hits: &[Hit]) -> Vec<Line> {
                                 end_ms: segment.end_ms,
                                 speaker: segment.speaker.clone(),
                             }),
+                            asks,
+                            context: context.filter(|_| !asks),
                         });
                     }
                 }
@@ -519,9 +537,11 @@ pub(crate) fn source_lines(hits: &[Hit]) -> Vec<Line> {
                 if !plain.is_empty() && seen.insert(format!("{i}\u{0}{text}")) {
                     out.push(Line {
                         hit: i,
+                        asks: is_question(&plain),
                         text,
                         plain,
                         said: None,
+                        context: None,
                     });
                 }
             }
@@ -543,6 +563,49 @@ fn plain(line: &str) -> String {
         s.truncate(open);
     }
     s.trim().to_owned()
+}
+
+/// The lines worth stating, best first, as indices into `lines`, given each line's own score
+/// against the question (`own`, in the same order). A reply scores at least the mean of its
+/// own score and its question's: the question names the topic ("how was breakfast?"), the
+/// reply states the fact ("the porridge was cold"). Lines scoring under `min` are left out;
+/// with `demote_questions`, questions come after every fact that qualifies (they show where a
+/// topic came up, not what was said of it).
+///
+/// Measured on the retrieval benchmark (offline answers citing the answering turn): 0.338
+/// before, 0.604 with questions demoted and replies taking their question's topic; letting
+/// every sentence also take the topic of the sentence before it cited 0.617 but stated the
+/// fact less often (0.519 against 0.552), so it is not done.
+fn rank(lines: &[Line], own: &[f32], demote_questions: bool, min: f32) -> Vec<usize> {
+    let mut scored: Vec<(bool, f32, usize)> = lines
+        .iter()
+        .zip(own)
+        .enumerate()
+        .map(|(i, (l, &score))| {
+            let score = l
+                .context
+                .map_or(score, |c| score.max((own[c] + score) / 2.0));
+            (demote_questions && l.asks, score, i)
+        })
+        .filter(|&(_, score, _)| score >= min)
+        .collect();
+    scored.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    scored.into_iter().map(|(_, _, i)| i).collect()
+}
+
+/// A line that asks rather than states.
+fn is_question(plain: &str) -> bool {
+    plain
+        .trim_end_matches(|c: char| !c.is_alphanumeric() && c != '?')
+        .ends_with('?')
+}
+
+/// Whether a question's content stems ask about the questions that were asked ("какие вопросы
+/// задавал сотрудник", "о чём спрашивали гостя").
+fn asks_about_questions(stems: &[String]) -> bool {
+    stems
+        .iter()
+        .any(|s| matches!(s.as_str(), "вопро" | "спраш" | "спрос" | "задав"))
 }
 
 /// Question words and other words too common to tell lines apart.
@@ -867,6 +930,101 @@ mod tests {
         assert_eq!(lexical_overlap(&stems, "Освещение слишком холодное"), 0.5);
         assert_eq!(lexical_overlap(&stems, "В ЛОББИ освещённо"), 1.0);
         assert_eq!(lexical_overlap(&[], "что угодно"), 0.0);
+    }
+
+    fn transcript_hit(turns: &[(&str, &str)]) -> Hit {
+        let mut hit = Hit {
+            rank: 1,
+            score: 0.5,
+            source: super::super::Source::Index,
+            kind: HitKind::Transcript,
+            chunk_id: 1,
+            audit_id: None,
+            seq: 0,
+            start_char: 0,
+            end_char: 0,
+            text: String::new(),
+            start_ms: Some(0),
+            end_ms: Some(30_000),
+            speaker: None,
+            scenario: "interview".into(),
+            report_type: None,
+            report_type_desc: None,
+            building: "hotel".into(),
+            pass: None,
+            pass_title: None,
+            audit_date: chrono::NaiveDate::from_ymd_opt(2026, 4, 2).expect("a date"),
+            city: None,
+            employee: None,
+            client: None,
+            place: None,
+            transcription_id: 1,
+            audio_file_name: "a.wav".into(),
+            recording_id: Some(1),
+            bucket: None,
+            object_key: None,
+            segments: Vec::new(),
+        };
+        hit.segments = turns
+            .iter()
+            .enumerate()
+            .map(|(i, (who, text))| super::super::SegmentRef {
+                seq: i as i32,
+                start_ms: i as i64 * 10_000,
+                end_ms: i as i64 * 10_000 + 9_000,
+                text: (*text).to_owned(),
+                speaker: Some((*who).to_owned()),
+            })
+            .collect();
+        hit
+    }
+
+    #[test]
+    fn a_reply_takes_its_topic_from_the_question_and_questions_come_last() {
+        let hit = transcript_hit(&[
+            ("Сотрудник", "Как вам завтрак в этой гостинице?"),
+            (
+                "Клиент",
+                "Честно говоря, не очень. Каша была совсем холодная, кофе остывший.",
+            ),
+            ("Клиент", "Ещё мне понравился вид из окна номера."),
+        ]);
+        let lines = source_lines(&[hit]);
+        let texts: Vec<&str> = lines.iter().map(|l| l.plain.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Как вам завтрак в этой гостинице?",
+                "Честно говоря, не очень.",
+                "Каша была совсем холодная, кофе остывший.",
+                "Ещё мне понравился вид из окна номера.",
+            ]
+        );
+        let asks: Vec<bool> = lines.iter().map(|l| l.asks).collect();
+        assert_eq!(asks, [true, false, false, false]);
+        // The reply's sentences answer the question; the guest's next turn did not follow a
+        // question by someone else.
+        let context: Vec<Option<usize>> = lines.iter().map(|l| l.context).collect();
+        assert_eq!(context, [None, Some(0), Some(0), None]);
+
+        // The question is most like the asked one; the fact inherits from it.
+        let own = [0.8, 0.1, 0.3, 0.25];
+        assert_eq!(rank(&lines, &own, true, 0.22), [2, 1, 3, 0]);
+        // Asked about the questions themselves: by score alone.
+        assert_eq!(rank(&lines, &own, false, 0.22), [0, 2, 1, 3]);
+        // Under the least score nothing is stated, whatever its context.
+        assert_eq!(
+            rank(&lines, &[0.2, 0.1, 0.1, 0.1], true, 0.22),
+            Vec::<usize>::new()
+        );
+        assert!(asks_about_questions(&content_stems(
+            "Какие вопросы задавал сотрудник?"
+        )));
+        assert!(!asks_about_questions(&content_stems(
+            "Что гость сказал о завтраке?"
+        )));
+        assert!(is_question("Правда? «Да»?"));
+        assert!(!is_question("Вопрос? Нет, ответ."));
     }
 
     #[test]
