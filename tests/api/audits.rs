@@ -199,6 +199,61 @@ async fn an_audit_exports_as_markdown_and_other_formats_are_refused_by_name() {
 }
 
 #[tokio::test]
+async fn an_audit_exports_as_docx_with_the_markdown_outline() {
+    let app = App::new().await;
+    let seeded = seed(&app, "a.ogg").await;
+    let id = seeded.audit_ids[0];
+
+    let answer = app
+        .get(&format!("/audits/{id}/export?format=docx"), &app.analyst)
+        .await;
+    let metrics = app
+        .get(
+            &format!("/audits/{}/export?format=docx", seeded.audit_ids[2]),
+            &app.analyst,
+        )
+        .await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.content_type(),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
+    assert_eq!(
+        answer.headers["content-disposition"],
+        format!("attachment; filename=\"audit-{id}.docx\"").as_str()
+    );
+    let xml =
+        common::export::docx::read::entry(&answer.body, "word/document.xml").expect("a valid DOCX");
+    let t = |text: &str| format!("<w:t xml:space=\"preserve\">{text}</w:t>");
+    for part in [
+        format!(
+            "<w:pStyle w:val=\"Title\"/></w:pPr><w:r>{}",
+            t("Структурированный отчет аудита — Фасад и входная группа")
+        ),
+        t("Гранд Отель Казань"),
+        t("a.ogg (№ 7)"),
+        format!("<w:pStyle w:val=\"Heading2\"/></w:pPr><w:r>{}", t("Фасад")),
+        format!("<w:pStyle w:val=\"Heading2\"/></w:pPr><w:r>{}", t("Цитаты")),
+        format!(
+            "<w:pStyle w:val=\"Quote\"/></w:pPr><w:r><w:rPr><w:i/></w:rPr>{}</w:r><w:r>{}",
+            t("«Входная группа хорошо освещена.»"),
+            t(" — 0:00–0:04 ✓")
+        ),
+    ] {
+        assert!(xml.contains(&part), "{part:?} missing in:\n{xml}");
+    }
+    assert_eq!(metrics.status, 200);
+    let xml = common::export::docx::read::entry(&metrics.body, "word/document.xml").unwrap();
+    assert!(xml.contains(&t("Метрики")), "{xml}");
+    assert!(xml.contains("<w:tblHeader/>"), "{xml}");
+    assert!(
+        xml.contains(&t("общее_количество_пунктов_информации")),
+        "{xml}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_export_as_a_table() {
     let app = App::new().await;
     let seeded = seed(&app, "a.ogg").await;

@@ -1,7 +1,8 @@
-//! `GET /transcriptions/{id}/export`: text, SRT and WebVTT with times and speakers.
+//! `GET /transcriptions/{id}/export`: text, SRT, WebVTT and DOCX with times and speakers.
 
 use axum::http::Method;
 use common::db::transcription::{self, Segment};
+use common::export::docx;
 
 use crate::App;
 use crate::support::new_transcription;
@@ -135,16 +136,50 @@ async fn a_transcript_exports_as_webvtt_with_voice_spans_and_escaped_text() {
 }
 
 #[tokio::test]
+async fn a_transcript_exports_as_docx_with_the_header_and_a_paragraph_a_segment() {
+    let app = App::new().await;
+    let id = seed(&app).await;
+
+    let answer = app
+        .get(
+            &format!("/transcriptions/{id}/export?format=DOCX"),
+            &app.analyst,
+        )
+        .await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.content_type(),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
+    assert_eq!(
+        answer.headers["content-disposition"],
+        "attachment; filename=\"Intervyu_gostya.docx\""
+    );
+    let xml = docx::read::entry(&answer.body, "word/document.xml").expect("a valid DOCX");
+    let t = |text: &str| format!("<w:t xml:space=\"preserve\">{text}</w:t>");
+    for part in [
+        t("Запись: recordings/2025/06/01/ab12/Интервью гостя.ogg (№ 7)"),
+        t("Длительность: 01:02:05"),
+        format!(
+            "{}</w:r><w:r><w:rPr><w:b/></w:rPr>{}</w:r><w:r>{}</w:r><w:r>{}",
+            t("[00:00:02] "),
+            t("Клиент"),
+            t(": "),
+            t("Понравился, но &lt;шумно&gt; &amp; душно.")
+        ),
+        format!("<w:rPr><w:b/></w:rPr>{}", t("Сотрудник")),
+        t("Спасибо."),
+    ] {
+        assert!(xml.contains(&part), "{part:?} missing in:\n{xml}");
+    }
+}
+
+#[tokio::test]
 async fn transcript_exports_refuse_other_formats_by_name_as_report_exports_do() {
     let app = App::new().await;
     let id = seed(&app).await;
 
-    let docx = app
-        .get(
-            &format!("/transcriptions/{id}/export?format=docx"),
-            &app.analyst,
-        )
-        .await;
     let xml = app
         .get(
             &format!("/transcriptions/{id}/export?format=xml"),
@@ -155,17 +190,11 @@ async fn transcript_exports_refuse_other_formats_by_name_as_report_exports_do() 
         .get(&format!("/transcriptions/{id}/export?as=srt"), &app.analyst)
         .await;
 
-    let docx = docx.problem(415, "unsupported-media-type");
-    assert_eq!(docx["field"], "format");
-    assert_eq!(
-        docx["detail"],
-        "export format \"docx\" is not available yet for transcripts; use txt, srt or vtt"
-    );
     let xml = xml.problem(400, "validation");
     assert_eq!(xml["field"], "format");
     assert_eq!(
         xml["detail"],
-        "\"xml\" is not a transcript export format; use txt, srt or vtt"
+        "\"xml\" is not a transcript export format; use txt, srt, vtt or docx"
     );
     unknown_parameter.problem(400, "validation");
 }
@@ -266,8 +295,24 @@ async fn the_openapi_document_lists_the_export_with_its_media_types_and_formats(
     let content = op["responses"]["200"]["content"].as_object().unwrap();
     let mut types: Vec<&str> = content.keys().map(String::as_str).collect();
     types.sort_unstable();
-    assert_eq!(types, ["application/x-subrip", "text/plain", "text/vtt"]);
-    for status in ["401", "403", "404", "415"] {
+    assert_eq!(
+        types,
+        [
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/x-subrip",
+            "text/plain",
+            "text/vtt"
+        ]
+    );
+    let schema = &content["application/vnd.openxmlformats-officedocument.wordprocessingml.document"]
+        ["schema"];
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    assert_eq!(schema["type"], "string", "{schema}");
+    assert_eq!(schema["format"], "binary", "{schema}");
+    for status in ["401", "403", "404"] {
         assert!(
             op["responses"][status].is_object(),
             "{status} is not documented"
@@ -280,5 +325,5 @@ async fn the_openapi_document_lists_the_export_with_its_media_types_and_formats(
         .find(|p| p["name"] == "format")
         .unwrap();
     assert_eq!(format["in"], "query");
-    assert_eq!(format["schema"]["pattern"], "^(txt|srt|vtt)$");
+    assert_eq!(format["schema"]["pattern"], "^(txt|srt|vtt|docx)$");
 }

@@ -1,4 +1,5 @@
 //! Stored data as files people open elsewhere. Pure: values in, documents out; the API and
 //! the command line decide how to deliver them.
 
+pub mod docx;
 pub mod transcript;

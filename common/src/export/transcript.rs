@@ -1,5 +1,5 @@
 //! Transcripts as the files people load into players and editors: plain text with times and
-//! speakers, SubRip (SRT) and WebVTT.
+//! speakers, SubRip (SRT), WebVTT and DOCX.
 //!
 //! - **Text**: a header (the recording, its language, its duration), a blank line, then one
 //!   line a segment: `[HH:MM:SS] Speaker: text`, the speaker left out when unknown. A
@@ -8,6 +8,8 @@
 //!   cue's text (`Клиент: ...`).
 //! - **WebVTT**: `WEBVTT`, cues `HH:MM:SS.mmm --> HH:MM:SS.mmm`, the speaker as a voice span
 //!   (`<v Клиент>...`); `&`, `<` and `>` of the text as character references.
+//! - **DOCX**: the text format's header (the first line as the title), then a paragraph a
+//!   segment, `[HH:MM:SS] Speaker: text` with the speaker in bold.
 //!
 //! Speakers: the role (`Сотрудник`, `Клиент`) where roles are known, `Говорящий N` where
 //! voices were only told apart (N counted from 1, as people count), and `Клиент (говорящий
@@ -26,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::str::FromStr;
 
+use super::docx::{self, Document, Run};
 use crate::db::transcription::{Segment, Transcription};
 use crate::{Error, Result};
 
@@ -41,17 +44,19 @@ pub enum Format {
     Txt,
     Srt,
     Vtt,
+    Docx,
 }
 
 impl Format {
     /// The accepted names, for messages.
-    pub const NAMES: &'static str = "txt, srt or vtt";
+    pub const NAMES: &'static str = "txt, srt, vtt or docx";
 
     pub fn extension(self) -> &'static str {
         match self {
             Format::Txt => "txt",
             Format::Srt => "srt",
             Format::Vtt => "vtt",
+            Format::Docx => "docx",
         }
     }
 
@@ -61,6 +66,7 @@ impl Format {
             Format::Txt => "text/plain; charset=utf-8",
             Format::Srt => "application/x-subrip; charset=utf-8",
             Format::Vtt => "text/vtt; charset=utf-8",
+            Format::Docx => docx::CONTENT_TYPE,
         }
     }
 }
@@ -68,12 +74,13 @@ impl Format {
 impl FromStr for Format {
     type Err = Error;
 
-    /// `txt`, `srt` or `vtt`, in any case; anything else is invalid input naming `format`.
+    /// `txt`, `srt`, `vtt` or `docx`, in any case; anything else is invalid input naming `format`.
     fn from_str(name: &str) -> Result<Self> {
         match name.trim().to_ascii_lowercase().as_str() {
             "txt" => Ok(Format::Txt),
             "srt" => Ok(Format::Srt),
             "vtt" => Ok(Format::Vtt),
+            "docx" => Ok(Format::Docx),
             _ => Err(Error::InvalidInput {
                 field: "format",
                 reason: format!(
@@ -112,22 +119,25 @@ impl<'a> From<&'a Transcription> for Transcript<'a> {
     }
 }
 
-/// The transcript as a document of `format`. SRT and WebVTT need timed segments: a transcript
-/// stored as text only is invalid input naming `format` (its text exports as `txt`).
-pub fn render(t: &Transcript<'_>, format: Format) -> Result<String> {
-    if format != Format::Txt && t.segments.is_empty() && !t.text.trim().is_empty() {
+/// The transcript as a document of `format` (UTF-8 text, or a DOCX file). SRT and WebVTT need
+/// timed segments: a transcript stored as text only is invalid input naming `format` (its
+/// text exports as `txt` or `docx`).
+pub fn render(t: &Transcript<'_>, format: Format) -> Result<Vec<u8>> {
+    let timed = matches!(format, Format::Srt | Format::Vtt);
+    if timed && t.segments.is_empty() && !t.text.trim().is_empty() {
         return Err(Error::InvalidInput {
             field: "format",
             reason: format!(
-                "the transcript has no timed segments to make {} cues of; use txt",
+                "the transcript has no timed segments to make {} cues of; use txt or docx",
                 format.extension()
             ),
         });
     }
     Ok(match format {
-        Format::Txt => txt(t),
-        Format::Srt => srt(t.segments),
-        Format::Vtt => vtt(t.segments),
+        Format::Txt => txt(t).into_bytes(),
+        Format::Srt => srt(t.segments).into_bytes(),
+        Format::Vtt => vtt(t.segments).into_bytes(),
+        Format::Docx => docx(t).to_bytes(),
     })
 }
 
@@ -161,15 +171,15 @@ pub fn file_name(recording: &str, fallback: &str, format: Format) -> String {
     format!("{stem}.{}", format.extension())
 }
 
-fn txt(t: &Transcript<'_>) -> String {
-    let mut out = String::new();
+/// The lines of the header: the recording, its language, its duration.
+fn header(t: &Transcript<'_>) -> Vec<String> {
     let number = t
         .number_audio
         .map(|n| format!(" (№ {n})"))
         .unwrap_or_default();
-    let _ = writeln!(out, "Запись: {}{number}", one_line(t.recording));
+    let mut lines = vec![format!("Запись: {}{number}", one_line(t.recording))];
     if let Some(language) = t.language.map(one_line).filter(|l| !l.is_empty()) {
-        let _ = writeln!(out, "Язык: {language}");
+        lines.push(format!("Язык: {language}"));
     }
     let duration_ms = t
         .audio_seconds
@@ -177,7 +187,46 @@ fn txt(t: &Transcript<'_>) -> String {
         .map(|s| (s * 1000.0).round() as i64)
         .or_else(|| t.segments.iter().map(|s| s.end_ms).max());
     if let Some(ms) = duration_ms {
-        let _ = writeln!(out, "Длительность: {}", hms(ms));
+        lines.push(format!("Длительность: {}", hms(ms)));
+    }
+    lines
+}
+
+fn docx(t: &Transcript<'_>) -> Document {
+    let mut doc = Document::new();
+    for (i, line) in header(t).into_iter().enumerate() {
+        if i == 0 {
+            doc.title(line);
+        } else {
+            doc.paragraph(line);
+        }
+    }
+    if t.segments.is_empty() {
+        for paragraph in t.text.split("\n\n").map(one_line).filter(|p| !p.is_empty()) {
+            doc.paragraph(paragraph);
+        }
+        return doc;
+    }
+    for (segment, label) in t.segments.iter().zip(speaker_labels(t.segments)) {
+        let text = one_line(&segment.text);
+        if text.is_empty() {
+            continue;
+        }
+        let mut runs = vec![Run::plain(format!("[{}] ", hms(segment.start_ms)))];
+        if let Some(label) = label {
+            runs.push(Run::bold(label));
+            runs.push(Run::plain(": "));
+        }
+        runs.push(Run::plain(text));
+        doc.runs(runs);
+    }
+    doc
+}
+
+fn txt(t: &Transcript<'_>) -> String {
+    let mut out = String::new();
+    for line in header(t) {
+        let _ = writeln!(out, "{line}");
     }
     out.push('\n');
     if t.segments.is_empty() {
@@ -490,7 +539,7 @@ mod tests {
     }
 
     fn render_ok(segments: &[Segment], format: Format) -> String {
-        render(&transcript(segments), format).unwrap()
+        String::from_utf8(render(&transcript(segments), format).unwrap()).unwrap()
     }
 
     /// (start, end) of every cue of an SRT document.
@@ -519,13 +568,14 @@ mod tests {
     fn formats_are_named_in_any_case_and_others_are_refused_naming_the_field() {
         assert_eq!(" SRT ".parse::<Format>().unwrap(), Format::Srt);
         assert_eq!("vtt".parse::<Format>().unwrap(), Format::Vtt);
-        let Err(Error::InvalidInput { field, reason }) = "docx".parse::<Format>() else {
-            panic!("docx parsed");
+        assert_eq!("DOCX".parse::<Format>().unwrap(), Format::Docx);
+        let Err(Error::InvalidInput { field, reason }) = "pdf".parse::<Format>() else {
+            panic!("pdf parsed");
         };
         assert_eq!(field, "format");
         assert_eq!(
             reason,
-            "\"docx\" is not a transcript export format; use txt, srt or vtt"
+            "\"pdf\" is not a transcript export format; use txt, srt, vtt or docx"
         );
         assert_eq!(
             Format::Srt.content_type(),
@@ -547,6 +597,41 @@ mod tests {
              [00:00:02] Клиент: Очень понравился номер.\n\
              [01:01:01] Спасибо, до свидания.\n"
         );
+    }
+
+    #[test]
+    fn docx_has_the_header_then_a_paragraph_a_segment_with_the_speaker_in_bold() {
+        let mut segments = interview();
+        segments[1].text = "Номер <отличный> & \"тихий\"".into();
+        let bytes = render(&transcript(&segments), Format::Docx).unwrap();
+
+        let xml = docx::read::entry(&bytes, "word/document.xml").expect("a valid docx");
+
+        let t = |text: &str| format!("<w:t xml:space=\"preserve\">{text}</w:t>");
+        for part in [
+            format!(
+                "<w:pStyle w:val=\"Title\"/></w:pPr><w:r>{}</w:r>",
+                t("Запись: recordings/2025/06/01/ab12/interview.ogg (№ 7)")
+            ),
+            format!("<w:p><w:r>{}</w:r></w:p>", t("Длительность: 01:02:05")),
+            format!(
+                "<w:p><w:r>{}</w:r><w:r><w:rPr><w:b/></w:rPr>{}</w:r><w:r>{}</w:r><w:r>{}</w:r></w:p>",
+                t("[00:00:02] "),
+                t("Клиент"),
+                t(": "),
+                t("Номер &lt;отличный&gt; &amp; &quot;тихий&quot;")
+            ),
+            format!(
+                "<w:p><w:r>{}</w:r><w:r>{}</w:r></w:p>",
+                t("[01:01:01] "),
+                t("Спасибо, до свидания.")
+            ),
+        ] {
+            assert!(xml.contains(&part), "{part:?} missing in:\n{xml}");
+        }
+        assert!(xml.contains(&t("Сотрудник")));
+        assert_eq!(Format::Docx.content_type(), docx::CONTENT_TYPE);
+        assert_eq!(file_name("a/b.ogg", "x", Format::Docx), "b.docx");
     }
 
     #[test]
@@ -576,8 +661,11 @@ mod tests {
         };
         assert_eq!(
             render(&t, Format::Txt).unwrap(),
-            "Запись: a.ogg\n\nТекст без времени.\n"
+            "Запись: a.ogg\n\nТекст без времени.\n".as_bytes()
         );
+        let untimed = docx::read::entry(&render(&t, Format::Docx).unwrap(), "word/document.xml")
+            .expect("a docx of an untimed transcript");
+        assert!(untimed.contains(">Текст без времени.</w:t>"), "{untimed}");
         let Err(Error::InvalidInput { field, reason }) = render(&t, Format::Vtt) else {
             panic!("vtt of an untimed transcript");
         };
@@ -590,7 +678,7 @@ mod tests {
             ..t
         };
         assert!(
-            render(&t, Format::Txt)
+            String::from_utf8(render(&t, Format::Txt).unwrap())
                 .unwrap()
                 .contains("Длительность: 00:01:05\n")
         );

@@ -1,21 +1,65 @@
-//! Reports as documents. Markdown today; PDF and DOCX would render the same outline.
+//! Reports as documents: Markdown and DOCX, both rendered from one outline of the report (a
+//! title, a metadata table, the metrics as a table or the report's own text, and the quotes
+//! with where they were said). PDF is not made yet.
+//!
+//! The report's own text is Markdown written by the analysis (no structure is stored for it),
+//! so the DOCX converts it line by line: `#` headings to headings (levels 1-3), `-`, `*`, `+`
+//! and numbered lines to list items, pipe tables to tables (the separator row dropped),
+//! `>` lines to italic paragraphs, `**bold**` to bold runs, and other lines to paragraphs
+//! (consecutive lines joined, a blank line ending a paragraph).
 
 use std::fmt::Write;
 
+use common::export::docx::{Document, Run};
+
 use crate::routes::audits::AuditDetail;
 
-/// The report as a Markdown document: a title, a metadata table, the report itself (its own
-/// Markdown, or a table of metrics), and its quotations with where they were said.
-pub fn markdown(a: &AuditDetail) -> String {
+/// A DOCX file, as the OpenAPI document shows it (a binary string).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct DocxFile(Vec<u8>);
+
+/// What both documents are made of.
+struct Outline {
+    title: String,
+    meta: Vec<(&'static str, String)>,
+    body: Body,
+    quotes: Vec<QuoteLine>,
+}
+
+enum Body {
+    /// (name, value) of every metric, nested names joined by ` / `.
+    Metrics(Vec<(String, String)>),
+    /// The report's own Markdown.
+    Text(String),
+}
+
+struct QuoteLine {
+    text: String,
+    /// When and by whom it was said: `0:00–0:04, клиент`.
+    at: Option<String>,
+    verified: bool,
+}
+
+impl QuoteLine {
+    fn mark(&self) -> &'static str {
+        if self.verified {
+            "✓"
+        } else {
+            "✗ не найдена в стенограмме"
+        }
+    }
+}
+
+fn outline(a: &AuditDetail) -> Outline {
     let s = &a.summary;
-    let mut out = String::new();
     let title = match &s.pass_title {
         Some(pass) => format!("{} — {}", s.report_type_desc, pass),
         None => s.report_type_desc.clone(),
     };
-    let _ = writeln!(out, "# {}\n", one_line(&title));
 
-    let mut rows: Vec<(&str, String)> = vec![
+    let mut meta: Vec<(&str, String)> = vec![
         ("Сценарий", s.scenario_name.clone()),
         ("Тип отчёта", s.report_type_desc.clone()),
         ("Здание", s.building.clone()),
@@ -27,64 +71,212 @@ pub fn markdown(a: &AuditDetail) -> String {
         ("Сотрудник", &s.employee_name),
         ("Клиент", &s.client_name),
     ];
-    rows.extend(
+    meta.extend(
         optional
             .into_iter()
             .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone()))),
     );
     if !s.zone_names.is_empty() {
-        rows.push(("Зоны", s.zone_names.join(", ")));
+        meta.push(("Зоны", s.zone_names.join(", ")));
     }
     let number = s
         .number_audio
         .map(|n| format!(" (№ {n})"))
         .unwrap_or_default();
-    rows.push(("Запись", format!("{}{number}", s.audio_file_name)));
-    rows.push(("Отчёт", format!("#{} (проход {})", s.audit_id, s.pass)));
+    meta.push(("Запись", format!("{}{number}", s.audio_file_name)));
+    meta.push(("Отчёт", format!("#{} (проход {})", s.audit_id, s.pass)));
+
+    let body = match &s.metrics {
+        Some(metrics) => {
+            let mut rows = Vec::new();
+            metric_rows(&mut rows, "", metrics);
+            Body::Metrics(rows)
+        }
+        None => Body::Text(a.text.trim().to_owned()),
+    };
+
+    let quotes = a
+        .quotes
+        .iter()
+        .map(|q| QuoteLine {
+            text: one_line(&q.text),
+            at: q.citation.as_ref().map(|c| {
+                let who = match (&c.speaker, c.speaker_id) {
+                    (Some(role), _) => format!(", {}", role.to_lowercase()),
+                    (None, Some(id)) => format!(", говорящий {}", id + 1),
+                    (None, None) => String::new(),
+                };
+                format!("{}–{}{who}", clock(c.start_ms), clock(c.end_ms))
+            }),
+            verified: q.verified,
+        })
+        .collect();
+    Outline {
+        title: one_line(&title),
+        meta,
+        body,
+        quotes,
+    }
+}
+
+/// The report as a Markdown document: a title, a metadata table, the report itself (its own
+/// Markdown, or a table of metrics), and its quotations with where they were said.
+pub fn markdown(a: &AuditDetail) -> String {
+    let o = outline(a);
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n", o.title);
     out.push_str("| | |\n|---|---|\n");
-    for (key, value) in rows {
-        let _ = writeln!(out, "| {key} | {} |", cell(&value));
+    for (key, value) in &o.meta {
+        let _ = writeln!(out, "| {key} | {} |", cell(value));
     }
     out.push('\n');
 
-    match &s.metrics {
-        Some(metrics) => {
+    match &o.body {
+        Body::Metrics(rows) => {
             out.push_str("## Метрики\n\n| Показатель | Значение |\n|---|---|\n");
-            metric_rows(&mut out, "", metrics);
+            for (name, value) in rows {
+                let _ = writeln!(out, "| {} | {} |", cell(name), cell(value));
+            }
         }
-        None => {
-            out.push_str(a.text.trim());
+        Body::Text(text) => {
+            out.push_str(text);
             out.push('\n');
         }
     }
 
-    if !a.quotes.is_empty() {
+    if !o.quotes.is_empty() {
         out.push_str("\n## Цитаты\n\n");
-        for q in &a.quotes {
-            let mark = if q.verified {
-                "✓"
-            } else {
-                "✗ не найдена в стенограмме"
-            };
-            let at = q
-                .citation
-                .as_ref()
-                .map(|c| {
-                    let who = match (&c.speaker, c.speaker_id) {
-                        (Some(role), _) => format!(", {}", role.to_lowercase()),
-                        (None, Some(id)) => format!(", говорящий {}", id + 1),
-                        (None, None) => String::new(),
-                    };
-                    format!(" ({}–{}{who})", clock(c.start_ms), clock(c.end_ms))
-                })
-                .unwrap_or_default();
-            let _ = writeln!(out, "- «{}»{at} {mark}", one_line(&q.text));
+        for q in &o.quotes {
+            let at =
+                q.at.as_ref()
+                    .map(|at| format!(" ({at})"))
+                    .unwrap_or_default();
+            let _ = writeln!(out, "- «{}»{at} {}", q.text, q.mark());
         }
     }
     out
 }
 
-fn metric_rows(out: &mut String, prefix: &str, value: &serde_json::Value) {
+/// The report as a DOCX file, with the Markdown document's outline: the title, the metadata
+/// table, the metrics as a table (or the report's text), and the quotes with their times.
+pub fn docx(a: &AuditDetail) -> Vec<u8> {
+    let o = outline(a);
+    let mut doc = Document::new();
+    doc.title(o.title);
+    doc.table(
+        Vec::new(),
+        o.meta
+            .into_iter()
+            .map(|(k, v)| vec![k.to_owned(), one_line(&v)])
+            .collect(),
+    );
+    match o.body {
+        Body::Metrics(rows) => {
+            doc.heading(2, "Метрики");
+            doc.table(
+                vec!["Показатель".into(), "Значение".into()],
+                rows.into_iter().map(|(k, v)| vec![k, v]).collect(),
+            );
+        }
+        Body::Text(text) => markdown_blocks(&mut doc, &text),
+    }
+    if !o.quotes.is_empty() {
+        doc.heading(2, "Цитаты");
+        for q in &o.quotes {
+            let time = match &q.at {
+                Some(at) => format!("{at} {}", q.mark()),
+                None => q.mark().to_owned(),
+            };
+            doc.quote(q.text.clone(), Some(time));
+        }
+    }
+    doc.to_bytes()
+}
+
+/// Markdown as document blocks, line by line (see the module's documentation).
+fn markdown_blocks(doc: &mut Document, text: &str) {
+    let mut paragraph: Vec<&str> = Vec::new();
+    let mut table: Vec<Vec<String>> = Vec::new();
+    fn flush(doc: &mut Document, paragraph: &mut Vec<&str>, table: &mut Vec<Vec<String>>) {
+        if !paragraph.is_empty() {
+            doc.runs(inline(&paragraph.join(" ")));
+            paragraph.clear();
+        }
+        if !table.is_empty() {
+            let header = table.remove(0);
+            doc.table(header, std::mem::take(table));
+        }
+    }
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('|') {
+            if !paragraph.is_empty() {
+                let mut none = Vec::new();
+                flush(doc, &mut paragraph, &mut none);
+            }
+            let inner = line.trim_start_matches('|');
+            let inner = inner.strip_suffix('|').unwrap_or(inner);
+            let cells: Vec<String> = inner
+                .split('|')
+                .map(|c| c.trim().replace("**", ""))
+                .collect();
+            let separator = cells
+                .iter()
+                .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' ')));
+            if !separator {
+                table.push(cells);
+            }
+            continue;
+        }
+        if !table.is_empty() {
+            let mut none = Vec::new();
+            flush(doc, &mut none, &mut table);
+        }
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        let numbered = line
+            .split_once(". ")
+            .filter(|(n, _)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if line.is_empty() || matches!(line, "---" | "***" | "___") {
+            flush(doc, &mut paragraph, &mut table);
+        } else if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
+            flush(doc, &mut paragraph, &mut table);
+            let text = line[hashes..].trim().replace("**", "");
+            doc.heading(hashes.min(3) as u8, text);
+        } else if let Some(item) = ["- ", "* ", "+ "].iter().find_map(|p| line.strip_prefix(p)) {
+            flush(doc, &mut paragraph, &mut table);
+            doc.item(inline(item.trim()));
+        } else if let Some((n, item)) = numbered {
+            flush(doc, &mut paragraph, &mut table);
+            let mut runs = vec![Run::plain(format!("{n}. "))];
+            runs.extend(inline(item.trim()));
+            doc.runs(runs);
+        } else if let Some(quoted) = line.strip_prefix('>') {
+            flush(doc, &mut paragraph, &mut table);
+            let runs = inline(quoted.trim())
+                .into_iter()
+                .map(|r| Run { italic: true, ..r })
+                .collect();
+            doc.runs(runs);
+        } else {
+            paragraph.push(line);
+        }
+    }
+    flush(doc, &mut paragraph, &mut table);
+}
+
+/// `**bold**` spans as bold runs; the rest plain.
+fn inline(text: &str) -> Vec<Run> {
+    text.split("**")
+        .enumerate()
+        .filter(|(_, part)| !part.is_empty())
+        .map(|(i, part)| Run {
+            bold: i % 2 == 1,
+            ..Run::plain(part)
+        })
+        .collect()
+}
+
+fn metric_rows(out: &mut Vec<(String, String)>, prefix: &str, value: &serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
@@ -96,12 +288,8 @@ fn metric_rows(out: &mut String, prefix: &str, value: &serde_json::Value) {
                 metric_rows(out, &name, v);
             }
         }
-        serde_json::Value::Null => {
-            let _ = writeln!(out, "| {} | — |", cell(prefix));
-        }
-        other => {
-            let _ = writeln!(out, "| {} | {} |", cell(prefix), cell(&other.to_string()));
-        }
+        serde_json::Value::Null => out.push((prefix.to_owned(), "—".to_owned())),
+        other => out.push((prefix.to_owned(), other.to_string())),
     }
 }
 
@@ -127,6 +315,8 @@ fn cell(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use common::export::docx::Block;
+
     use super::*;
 
     #[test]
@@ -134,6 +324,39 @@ mod tests {
         assert_eq!(clock(4_200), "0:04");
         assert_eq!(clock(754_000), "12:34");
         assert_eq!(clock(3_723_000), "1:02:03");
+    }
+
+    #[test]
+    fn report_markdown_becomes_headings_items_tables_and_paragraphs() {
+        let mut doc = Document::new();
+        markdown_blocks(
+            &mut doc,
+            "## Фасад\nВход **чистый**\nи светлый.\n\n- пункт один\n2. второй\n\
+             > сказано\n| Зона | Балл |\n|---|:---:|\n| Лобби | 5 |\n#### Глубже\n---",
+        );
+
+        assert_eq!(
+            doc.blocks,
+            [
+                Block::Heading(2, "Фасад".into()),
+                Block::Paragraph(vec![
+                    Run::plain("Вход "),
+                    Run::bold("чистый"),
+                    Run::plain(" и светлый."),
+                ]),
+                Block::Item(vec![Run::plain("пункт один")]),
+                Block::Paragraph(vec![Run::plain("2. "), Run::plain("второй")]),
+                Block::Paragraph(vec![Run {
+                    italic: true,
+                    ..Run::plain("сказано")
+                }]),
+                Block::Table {
+                    header: vec!["Зона".into(), "Балл".into()],
+                    rows: vec![vec!["Лобби".into(), "5".into()]],
+                },
+                Block::Heading(3, "Глубже".into()),
+            ]
+        );
     }
 
     #[test]

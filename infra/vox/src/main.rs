@@ -46,8 +46,9 @@ enum Command {
         #[arg(long)]
         interview: bool,
         /// Print the transcript as JSON (with speakers and coverage), or as plain text with
-        /// times and speakers, SRT or WebVTT (what `GET /transcriptions/{id}/export` gives).
-        #[arg(long, value_parser = ["json", "txt", "srt", "vtt"], default_value = "json")]
+        /// times and speakers, SRT, WebVTT or DOCX (what `GET /transcriptions/{id}/export`
+        /// gives; DOCX only when stdout is a file or a pipe).
+        #[arg(long, value_parser = ["json", "txt", "srt", "vtt", "docx"], default_value = "json")]
         format: String,
     },
     /// Run one report type on a transcript with the configured engine (offline unless

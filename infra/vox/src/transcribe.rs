@@ -1,7 +1,8 @@
 //! `vox transcribe FILE`: the transcribe stage's engine on a local file, progress on stderr,
-//! the transcript as JSON on stdout (or, with `--format txt|srt|vtt`, as the API exports it).
+//! the transcript as JSON on stdout (or, with `--format txt|srt|vtt|docx`, as the API exports
+//! it; DOCX only to a file or a pipe).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
@@ -46,6 +47,9 @@ pub fn run(
         "json" => None,
         other => Some(other.parse::<export::Format>()?),
     };
+    if wanted == Some(export::Format::Docx) && std::io::stdout().is_terminal() {
+        bail!("DOCX is a binary file: redirect stdout to a file (`> transcript.docx`)");
+    }
     let started = Instant::now();
     let settings = EngineSettings::from_env()?;
     let diarize = DiarizeParams::from_env()?;
@@ -119,7 +123,9 @@ pub fn run(
                 text: &output.text,
                 segments: &output.segments,
             };
-            print!("{}", export::render(&transcript, format)?);
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&export::render(&transcript, format)?)?;
+            stdout.flush()?;
         }
     }
     Ok(())

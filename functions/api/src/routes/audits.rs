@@ -8,13 +8,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use common::db::audit::{self, AuditFilter, AuditRow};
 use common::db::transcription;
+use common::export::docx::CONTENT_TYPE;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Caller, Permission};
 use crate::citations::{self, Citation};
-use crate::export;
+use crate::export::{self, DocxFile};
 use crate::extract::{Id, QueryParams};
 use crate::pagination::{self, Page};
 use crate::problem::{Kind, Problem, ProblemBody};
@@ -142,8 +143,8 @@ pub struct AuditListParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// `md` (Markdown, the default). PDF and DOCX are planned.
-    #[param(pattern = "^(md|markdown)$")]
+    /// `md` (Markdown, the default) or `docx` (Word). PDF is planned.
+    #[param(pattern = "^(md|markdown|docx)$")]
     pub format: Option<String>,
 }
 
@@ -244,11 +245,13 @@ pub async fn get(
     tag = "audits",
     params(("id" = i64, Path, description = "Audit id", minimum = 1), ExportParams),
     responses(
-        (status = 200, description = "The report as a Markdown document", body = String,
-         content_type = "text/markdown"),
+        (status = 200, description = "The report as a Markdown or DOCX document \
+         (`Content-Disposition: attachment`, `audit-{id}.md` or `audit-{id}.docx`)",
+         content((String = "text/markdown"),
+                 (DocxFile = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"))),
         (status = 404, description = "No such report", body = ProblemBody,
          content_type = "application/problem+json"),
-        (status = 415, description = "A planned format that is not available yet",
+        (status = 415, description = "A planned format that is not available yet (pdf)",
          body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
@@ -265,31 +268,37 @@ pub async fn export(
         .unwrap_or("md")
         .trim()
         .to_lowercase();
-    match format.as_str() {
-        "md" | "markdown" => {}
-        "pdf" | "docx" => {
+    let docx = match format.as_str() {
+        "md" | "markdown" => false,
+        "docx" => true,
+        "pdf" => {
             return Err(Problem {
                 kind: Kind::UnsupportedMediaType,
-                detail: format!("export format {format:?} is not available yet; use md"),
+                detail: format!("export format {format:?} is not available yet; use md or docx"),
                 field: Some("format".into()),
             });
         }
         other => {
             return Err(Problem::invalid(
                 "format",
-                format!("{other:?} is not an export format; use md"),
+                format!("{other:?} is not an export format; use md or docx"),
             ));
         }
-    }
+    };
     let detail = load(&state, id).await?;
-    let body = export::markdown(&detail);
-    let disposition = format!("attachment; filename=\"audit-{id}.md\"");
+    let (body, content_type, extension) = if docx {
+        (export::docx(&detail), CONTENT_TYPE, "docx")
+    } else {
+        (
+            export::markdown(&detail).into_bytes(),
+            "text/markdown; charset=utf-8",
+            "md",
+        )
+    };
+    let disposition = format!("attachment; filename=\"audit-{id}.{extension}\"");
     Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/markdown; charset=utf-8"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (
                 header::CONTENT_DISPOSITION,
                 HeaderValue::from_str(&disposition)

@@ -12,8 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Caller, Permission};
+use crate::export::DocxFile;
 use crate::extract::{Id, QueryParams};
-use crate::problem::{Kind, Problem, ProblemBody};
+use crate::problem::{Problem, ProblemBody};
 
 /// A timestamped piece of a transcript.
 #[derive(Debug, Serialize, ToSchema)]
@@ -183,8 +184,9 @@ async fn load(state: &AppState, id: i64) -> Result<Transcription, Problem> {
 #[into_params(parameter_in = Query)]
 pub struct TranscriptExportParams {
     /// `txt` (a line a segment, `[HH:MM:SS] Speaker: text`, after a short header; the
-    /// default), `srt` (SubRip) or `vtt` (WebVTT). DOCX is planned.
-    #[param(pattern = "^(txt|srt|vtt)$")]
+    /// default), `srt` (SubRip), `vtt` (WebVTT) or `docx` (Word: the same lines, speakers in
+    /// bold).
+    #[param(pattern = "^(txt|srt|vtt|docx)$")]
     pub format: Option<String>,
 }
 
@@ -199,11 +201,10 @@ pub struct TranscriptExportParams {
         (status = 200, description = "The transcript as a file (`Content-Disposition: \
          attachment` named after the recording), with times and speakers",
          content((String = "text/plain"), (String = "application/x-subrip"),
-                 (String = "text/vtt"))),
+                 (String = "text/vtt"),
+                 (DocxFile = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"))),
         (status = 404, description = "No such transcription", body = ProblemBody,
          content_type = "application/problem+json"),
-        (status = 415, description = "A planned format that is not available yet",
-         body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn export(
@@ -219,16 +220,6 @@ pub async fn export(
         .unwrap_or("txt")
         .trim()
         .to_lowercase();
-    if name == "docx" {
-        return Err(Problem {
-            kind: Kind::UnsupportedMediaType,
-            detail: format!(
-                "export format {name:?} is not available yet for transcripts; use {}",
-                Format::NAMES
-            ),
-            field: Some("format".into()),
-        });
-    }
     let format: Format = name.parse()?;
     let t = load(&state, id).await?;
     let body = export::render(&(&t).into(), format)?;
