@@ -30,6 +30,7 @@ use std::str::FromStr;
 
 use super::docx::{self, Document, Run};
 use crate::db::transcription::{Segment, Transcription};
+use crate::quotes::hms;
 use crate::{Error, Result};
 
 /// The longest line of a cue, in characters; a cue holds two.
@@ -492,12 +493,6 @@ fn vtt_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-/// `HH:MM:SS` (hours grow past two digits if they must).
-fn hms(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT).
