@@ -10,6 +10,8 @@
 
 use std::fmt::Write;
 
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use common::export::docx::{Document, Run};
 
 use crate::routes::audits::AuditDetail;
@@ -121,6 +123,24 @@ fn outline(a: &AuditDetail) -> Outline {
 
 /// The report as a Markdown document: a title, a metadata table, the report itself (its own
 /// Markdown, or a table of metrics), and its quotations with where they were said.
+/// An exported file: its content type and `Content-Disposition: attachment` with `file_name`
+/// (ASCII, as the exports name their files).
+pub fn attachment(content_type: &'static str, file_name: &str, body: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{file_name}\"");
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 pub fn markdown(a: &AuditDetail) -> String {
     let o = outline(a);
     let mut out = String::new();

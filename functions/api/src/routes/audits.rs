@@ -3,8 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::db::audit::{self, AuditFilter, AuditRow};
 use common::db::transcription;
@@ -295,17 +294,9 @@ pub async fn export(
             "md",
         )
     };
-    let disposition = format!("attachment; filename=\"audit-{id}.{extension}\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition)
-                    .unwrap_or(HeaderValue::from_static("attachment")),
-            ),
-        ],
+    Ok(export::attachment(
+        content_type,
+        &format!("audit-{id}.{extension}"),
         body,
-    )
-        .into_response())
+    ))
 }

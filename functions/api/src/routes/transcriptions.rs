@@ -2,8 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use common::db::transcription::{self, Transcription};
 use common::export::transcript::{self as export, Format};
@@ -224,20 +223,9 @@ pub async fn export(
     let t = load(&state, id).await?;
     let body = export::render(&(&t).into(), format)?;
     let file_name = export::file_name(&t.audio_file_name, &format!("transcription-{id}"), format);
-    let disposition = format!("attachment; filename=\"{file_name}\"");
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition)
-                    .unwrap_or(HeaderValue::from_static("attachment")),
-            ),
-        ],
+    Ok(crate::export::attachment(
+        format.content_type(),
+        &file_name,
         body,
-    )
-        .into_response())
+    ))
 }
