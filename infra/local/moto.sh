@@ -314,6 +314,11 @@ index = queue(f"{name}-index.fifo", 60, 10)
 recordings, index_bucket = f"{name}-recordings", f"{name}-index"
 bucket(recordings)
 bucket(index_bucket)
+# The console uploads and plays straight from the bucket (presigned PUT and GET, from the
+# page's own origin): the bucket allows those cross-origin requests.
+s3.put_bucket_cors(Bucket=recordings, CORSConfiguration={"CORSRules": [{
+    "AllowedOrigins": ["*"], "AllowedMethods": ["PUT", "GET", "HEAD"],
+    "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3000}]})
 arn = sqs.get_queue_attributes(QueueUrl=transcribe, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 wanted = [{"Id": "transcribe", "QueueArn": arn, "Events": ["s3:ObjectCreated:*"],
            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "recordings/"}]}}}]

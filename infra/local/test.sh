@@ -50,3 +50,8 @@ bash infra/local/chaos_check.sh
 # The demo's own path on a one-minute recording, its final state asserted, then run again to
 # check that everything is reused.
 bash infra/local/demo_check.sh
+
+# The web console in headless Chromium: sign in, upload through the presigned PUT, follow the
+# status to done, play a quote from its moment, export, search and ask; screenshots in
+# target/browser/.
+bash infra/local/browser_check.sh

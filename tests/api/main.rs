@@ -4,6 +4,7 @@
 
 mod audits;
 mod auth;
+mod console;
 mod recordings;
 mod reference;
 mod search;
@@ -139,8 +140,10 @@ impl App {
                 recordings_prefix: "recordings/".into(),
                 upload_url_ttl: Duration::from_secs(900),
                 max_recording_bytes: 50_000_000,
+                media_url_ttl: Duration::from_secs(300),
             }),
             search,
+            media_origin: Some(vox_tests::aws::moto_url()),
         };
         let conn = db.pool.get().await.unwrap();
         let mut keys = Vec::new();

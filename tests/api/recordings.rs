@@ -392,3 +392,66 @@ async fn a_recording_shows_its_transcription_jobs_and_produced_reports() {
     missing.problem(404, "not-found");
     assert_eq!(not_an_id.problem(400, "validation")["field"], "id");
 }
+
+#[tokio::test]
+async fn an_uploaded_recording_plays_from_a_short_lived_presigned_get_for_readers_only() {
+    let app = App::with_s3().await;
+    let created = app
+        .post("/recordings", &app.uploader, new_recording())
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let body = created.json();
+    let id = body["recording_id"].as_i64().unwrap();
+    let media = format!("/recordings/{id}/media");
+
+    // Announced, not yet uploaded: nothing to play.
+    let early = app.get(&media, &app.analyst).await;
+    let problem = early.problem(404, "not-found");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not been uploaded"),
+        "{problem}"
+    );
+
+    let upload = &body["upload"];
+    let client = http_client();
+    let mut put = client.put(upload["url"].as_str().unwrap());
+    for (name, value) in upload["headers"].as_object().unwrap() {
+        put = put.header(name.as_str(), value.as_str().unwrap());
+    }
+    let response = put.body(b"OggS-audio!".to_vec()).send().await.unwrap();
+    assert!(response.status().is_success());
+
+    // Uploaded (before transcribe adopted it): readers get a URL that needs no key.
+    let answer = app.get(&media, &app.analyst).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let got = answer.json();
+    assert_eq!(got["recording_id"], id);
+    assert_eq!(got["content_type"], "audio/ogg");
+    let expires: chrono::DateTime<chrono::Utc> =
+        got["expires_at"].as_str().unwrap().parse().unwrap();
+    let ttl = expires - chrono::Utc::now();
+    assert!(
+        ttl > chrono::Duration::minutes(4) && ttl <= chrono::Duration::minutes(5),
+        "{ttl}"
+    );
+    let url = got["url"].as_str().unwrap();
+    assert!(url.contains("X-Amz-Expires=300"), "{url}");
+    let audio = client.get(url).send().await.unwrap();
+    assert!(audio.status().is_success());
+    assert_eq!(audio.bytes().await.unwrap().as_ref(), b"OggS-audio!");
+    assert_eq!(app.get(&media, &app.admin).await.status, 200);
+
+    // Hearing a recording is reading it: not for uploaders, not without a key.
+    app.get(&media, &app.uploader)
+        .await
+        .problem(403, "forbidden");
+    app.call(axum::http::Method::GET, &media, None, None)
+        .await
+        .problem(401, "unauthorized");
+    app.get("/recordings/999999/media", &app.analyst)
+        .await
+        .problem(404, "not-found");
+}

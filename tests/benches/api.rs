@@ -11,7 +11,7 @@
 //! `VOX_BENCH_CONNECTIONS`, default 8), `VOX_BENCH_WARMUP` seconds (default 3) discarded then
 //! `VOX_BENCH_SECONDS` (default 15) measured, for `GET /audits?scenario=design&limit=20` and
 //! `POST /search` with varied Russian queries (benches/api.lua; p95 comes from its `done`
-//! hook).
+//! hook), and `GET /`, the web console's page.
 //!
 //! Cold start: `cargo lambda watch --only-lambda-apis` (cargo-lambda from PyPI, in
 //! `~/.cache/voxpersona/venv-cargo-lambda`, installed on first run) emulates the Lambda
@@ -45,6 +45,8 @@ const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// Targets of the issue.
 const LIST_P95_MS: f64 = 5.0;
 const SEARCH_P95_MS: f64 = 25.0;
+/// The web console's page (issue 18).
+const SHELL_P95_MS: f64 = 5.0;
 const COLD_START_MS: f64 = 50.0;
 
 /// Places and rooms × what an auditor notes: 200 report sentences, the cluster centres.
@@ -131,6 +133,7 @@ struct Figures {
     list: Wrk,
     list_bytes: usize,
     search: Wrk,
+    shell: Wrk,
     cold: Vec<ColdStart>,
 }
 
@@ -283,6 +286,14 @@ async fn run() -> Result<()> {
         warmup,
         seconds,
     )?;
+    let shell = wrk(
+        &format!("{base}/"),
+        "list",
+        &header,
+        connections,
+        warmup,
+        seconds,
+    )?;
     drop(_serve);
 
     let cold = cold_starts(&cargo_lambda, &bins.api, &env, &auth, cold_runs).await?;
@@ -301,6 +312,7 @@ async fn run() -> Result<()> {
         list,
         list_bytes,
         search,
+        shell,
         cold,
     });
     Ok(())
@@ -919,6 +931,7 @@ fn print_table(f: &Figures) {
     for (name, w, target) in [
         ("GET /audits?scenario=design&limit=20", &f.list, LIST_P95_MS),
         ("POST /search (limit 10)", &f.search, SEARCH_P95_MS),
+        ("GET / (the console's page)", &f.shell, SHELL_P95_MS),
     ] {
         println!(
             "| {name} | {:.2} | {:.2} | {:.2} | {:.0} | p95 <= {target} ms | {} |",

@@ -24,6 +24,7 @@ use utoipa_axum::routes;
 
 pub mod auth;
 mod citations;
+pub mod console;
 mod export;
 mod extract;
 pub mod keys;
@@ -54,6 +55,8 @@ pub struct Settings {
     /// The largest recording accepted (`VOX_MAX_RECORDING_BYTES`, default 2 GB, as the
     /// transcribe stage).
     pub max_recording_bytes: u64,
+    /// How long a presigned playback URL stays valid (`VOX_MEDIA_URL_TTL_SECS`, default 300).
+    pub media_url_ttl: Duration,
 }
 
 impl Settings {
@@ -64,6 +67,13 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 var: "VOX_UPLOAD_URL_TTL_SECS",
                 reason: format!("{ttl} is not between 60 seconds and 7 days"),
+            });
+        }
+        let media_ttl: u64 = config::parsed_or("VOX_MEDIA_URL_TTL_SECS", 300)?;
+        if !(30..=12 * 3600).contains(&media_ttl) {
+            return Err(ConfigError::Invalid {
+                var: "VOX_MEDIA_URL_TTL_SECS",
+                reason: format!("{media_ttl} is not between 30 seconds and 12 hours"),
             });
         }
         Ok(Self {
@@ -79,6 +89,7 @@ impl Settings {
             },
             upload_url_ttl: Duration::from_secs(ttl),
             max_recording_bytes: config::parsed_or("VOX_MAX_RECORDING_BYTES", 2_000_000_000)?,
+            media_url_ttl: Duration::from_secs(media_ttl),
         })
     }
 }
@@ -93,6 +104,10 @@ pub struct AppState {
     /// Search and answers; `None` when they could not be set up (`VOX_SEARCH=off`, or the
     /// encoder failed to load): the search endpoints then answer 503.
     pub search: Option<Arc<SearchState>>,
+    /// Where presigned uploads and playback URLs point (`scheme://host[:port]` of the
+    /// recordings bucket), allowed by the console's Content-Security-Policy; `None` when it
+    /// could not be worked out (the console then cannot upload or play).
+    pub media_origin: Option<String>,
 }
 
 impl AppState {
@@ -114,11 +129,17 @@ impl AppState {
                 }
             }
         };
+        let settings = Settings::from_env()?;
+        let media_origin = upload::bucket_origin(&s3, &settings.recordings_bucket).await;
+        if media_origin.is_none() {
+            tracing::warn!("no presigned URL could be made: the console cannot upload or play");
+        }
         Ok(Self {
             pool,
             s3,
-            settings: Arc::new(Settings::from_env()?),
+            settings: Arc::new(settings),
             search,
+            media_origin,
         })
     }
 }
@@ -136,6 +157,7 @@ pub fn router(state: AppState) -> Router {
             routes::recordings::list
         ))
         .routes(routes!(routes::recordings::get))
+        .routes(routes!(routes::recordings::media))
         .routes(routes!(routes::audits::list))
         .routes(routes!(routes::audits::get))
         .routes(routes!(routes::audits::export))
@@ -156,6 +178,8 @@ pub fn router(state: AppState) -> Router {
         "/openapi.json",
         axum::routing::get(move || openapi::serve(doc.clone())),
     )
+    .route("/", axum::routing::get(console::shell))
+    .route("/console/{file}", axum::routing::get(console::asset))
     .fallback(routes::not_found)
     .method_not_allowed_fallback(routes::method_not_allowed)
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

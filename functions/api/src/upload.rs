@@ -1,5 +1,6 @@
 //! Presigned uploads: a short-lived URL that lets a client PUT one recording straight into
-//! the bucket, bound to the object key, the content type and the announced size.
+//! the bucket, bound to the object key, the content type and the announced size; and
+//! presigned playback: a short-lived GET of one recording for a player.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,11 +54,52 @@ pub async fn presign_put(
     // The client must send these whether or not this SDK version lists them.
     headers.insert("content-type".into(), content_type.to_owned());
     headers.insert("content-length".into(), content_length.to_string());
-    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15));
     Ok(PresignedUpload {
         url: request.uri().to_owned(),
         method: request.method().to_owned(),
         headers,
-        expires_at: started + ttl,
+        expires_at: started + chrono_ttl(ttl),
     })
+}
+
+/// Presigns a GET of `key` in `bucket`, valid for `ttl`: what a player (an `<audio>`
+/// element, which cannot send an API key) loads the recording from.
+pub async fn presign_get(
+    s3: &S3Store,
+    bucket: &str,
+    key: &str,
+    ttl: Duration,
+) -> Result<(String, DateTime<Utc>), common::Error> {
+    let storage = |source: Box<dyn std::error::Error + Send + Sync>| common::Error::Storage {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        retryable: false,
+        source,
+    };
+    let config = PresigningConfig::expires_in(ttl).map_err(|e| storage(Box::new(e)))?;
+    let started = Utc::now();
+    let request = s3
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(config)
+        .await
+        .map_err(|e| storage(Box::new(e)))?;
+    Ok((request.uri().to_owned(), started + chrono_ttl(ttl)))
+}
+
+/// The scheme, host and port that presigned URLs of `bucket` point at (for the console's
+/// Content-Security-Policy); `None` when presigning fails (no credentials).
+pub async fn bucket_origin(s3: &S3Store, bucket: &str) -> Option<String> {
+    let (url, _) = presign_get(s3, bucket, "origin", Duration::from_secs(60))
+        .await
+        .ok()?;
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?']).next()?;
+    Some(format!("{scheme}://{host}"))
+}
+
+fn chrono_ttl(ttl: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::minutes(15))
 }

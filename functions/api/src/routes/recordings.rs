@@ -541,6 +541,67 @@ pub async fn get(
     }))
 }
 
+/// `GET /recordings/{id}/media`: where a player loads the recording from.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MediaUrl {
+    pub recording_id: i64,
+    /// A presigned GET of the recording; it needs no credentials and expires at `expires_at`.
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+    pub content_type: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/recordings/{id}/media",
+    operation_id = "get_recording_media",
+    tag = "recordings",
+    params(("id" = i64, Path, description = "Recording id", minimum = 1)),
+    responses(
+        (status = 200, description = "A short-lived URL to play the recording from",
+         body = MediaUrl),
+        (status = 404, description = "No such recording, or it was never uploaded",
+         body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn media(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<Json<MediaUrl>, Problem> {
+    // Hearing a recording is reading what was said: the reports' and transcripts' permission.
+    caller.require(Permission::Read)?;
+    let conn = state.pool.get().await?;
+    let Some(row) = recording::get(&conn, id).await? else {
+        return Err(Problem::not_found(format!("recording {id} does not exist")));
+    };
+    if row.status == "awaiting_upload" {
+        // Announced: the object may be there already, before transcribe has adopted it.
+        match state.s3.head(&row.bucket, &row.object_key).await {
+            Ok(_) => {}
+            Err(common::Error::ObjectNotFound { .. }) => {
+                return Err(Problem::not_found(format!(
+                    "recording {id} has not been uploaded yet"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (url, expires_at) = upload::presign_get(
+        &state.s3,
+        &row.bucket,
+        &row.object_key,
+        state.settings.media_url_ttl,
+    )
+    .await?;
+    Ok(Json(MediaUrl {
+        recording_id: id,
+        url,
+        expires_at,
+        content_type: row.content_type,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
