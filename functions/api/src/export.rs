@@ -1,9 +1,10 @@
-//! Reports as documents: Markdown and DOCX, both rendered from one outline of the report (a
-//! title, a metadata table, the metrics as a table or the report's own text, and the quotes
-//! with where they were said). PDF is not made yet.
+//! Reports as documents: Markdown, DOCX and PDF, all rendered from one outline of the report
+//! (a title, a metadata table, the metrics as a table or the report's own text, and the quotes
+//! with where they were said). Markdown is written from the outline directly; DOCX and PDF
+//! from one [`Document`] built from it, so both files have the same blocks.
 //!
 //! The report's own text is Markdown written by the analysis (no structure is stored for it),
-//! so the DOCX converts it line by line: `#` headings to headings (levels 1-3), `-`, `*`, `+`
+//! so the document converts it line by line: `#` headings to headings (levels 1-3), `-`, `*`, `+`
 //! and numbered lines to list items, pipe tables to tables (the separator row dropped),
 //! `>` lines to italic paragraphs, `**bold**` to bold runs, and other lines to paragraphs
 //! (consecutive lines joined, a blank line ending a paragraph).
@@ -12,7 +13,7 @@ use std::fmt::Write;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use common::export::docx::{Document, Run};
+use common::export::document::{Document, Run};
 
 use crate::routes::audits::AuditDetail;
 
@@ -22,7 +23,13 @@ use crate::routes::audits::AuditDetail;
 #[allow(dead_code)]
 pub struct DocxFile(Vec<u8>);
 
-/// What both documents are made of.
+/// A PDF file, as the OpenAPI document shows it (a binary string).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct PdfFile(Vec<u8>);
+
+/// What every document is made of.
 struct Outline {
     title: String,
     meta: Vec<(&'static str, String)>,
@@ -121,8 +128,6 @@ fn outline(a: &AuditDetail) -> Outline {
     }
 }
 
-/// The report as a Markdown document: a title, a metadata table, the report itself (its own
-/// Markdown, or a table of metrics), and its quotations with where they were said.
 /// An exported file: its content type and `Content-Disposition: attachment` with `file_name`
 /// (ASCII, as the exports name their files).
 pub fn attachment(content_type: &'static str, file_name: &str, body: Vec<u8>) -> Response {
@@ -141,6 +146,8 @@ pub fn attachment(content_type: &'static str, file_name: &str, body: Vec<u8>) ->
         .into_response()
 }
 
+/// The report as a Markdown document: a title, a metadata table, the report itself (its own
+/// Markdown, or a table of metrics), and its quotations with where they were said.
 pub fn markdown(a: &AuditDetail) -> String {
     let o = outline(a);
     let mut out = String::new();
@@ -180,6 +187,16 @@ pub fn markdown(a: &AuditDetail) -> String {
 /// The report as a DOCX file, with the Markdown document's outline: the title, the metadata
 /// table, the metrics as a table (or the report's text), and the quotes with their times.
 pub fn docx(a: &AuditDetail) -> Vec<u8> {
+    document(a).to_bytes()
+}
+
+/// The report as a PDF file (A4, DejaVu Sans embedded), with the same blocks as the DOCX.
+pub fn pdf(a: &AuditDetail) -> Result<Vec<u8>, common::export::pdf::Error> {
+    common::export::pdf::render(&document(a))
+}
+
+/// The outline as document blocks, for the DOCX and PDF writers.
+fn document(a: &AuditDetail) -> Document {
     let o = outline(a);
     let mut doc = Document::new();
     doc.title(o.title);
@@ -210,7 +227,7 @@ pub fn docx(a: &AuditDetail) -> Vec<u8> {
             doc.quote(q.text.clone(), Some(time));
         }
     }
-    doc.to_bytes()
+    doc
 }
 
 /// Markdown as document blocks, line by line (see the module's documentation).
@@ -335,7 +352,7 @@ fn cell(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use common::export::docx::Block;
+    use common::export::document::Block;
 
     use super::*;
 

@@ -35,7 +35,7 @@ pub enum Kind {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
-    /// The body's content type, or an asked-for export format, is not supported.
+    /// The body's content type is not supported.
     UnsupportedMediaType,
     /// Search and answers are not configured in this deployment.
     SearchUnavailable,

@@ -7,17 +7,17 @@ use axum::response::Response;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::db::audit::{self, AuditFilter, AuditRow};
 use common::db::transcription;
-use common::export::docx::CONTENT_TYPE;
+use common::export::{docx, pdf};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{Caller, Permission};
 use crate::citations::{self, Citation};
-use crate::export::{self, DocxFile};
+use crate::export::{self, DocxFile, PdfFile};
 use crate::extract::{Id, QueryParams};
 use crate::pagination::{self, Page};
-use crate::problem::{Kind, Problem, ProblemBody};
+use crate::problem::{Problem, ProblemBody};
 
 const LISTING: &str = "audits";
 
@@ -142,8 +142,8 @@ pub struct AuditListParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// `md` (Markdown, the default) or `docx` (Word). PDF is planned.
-    #[param(pattern = "^(md|markdown|docx)$")]
+    /// `md` (Markdown, the default), `docx` (Word) or `pdf` (A4, fonts embedded).
+    #[param(pattern = "^(md|markdown|docx|pdf)$")]
     pub format: Option<String>,
 }
 
@@ -237,6 +237,13 @@ pub async fn get(
     Ok(Json(load(&state, id).await?))
 }
 
+/// The formats a report exports as.
+enum Format {
+    Markdown,
+    Docx,
+    Pdf,
+}
+
 #[utoipa::path(
     get,
     path = "/audits/{id}/export",
@@ -244,14 +251,17 @@ pub async fn get(
     tag = "audits",
     params(("id" = i64, Path, description = "Audit id", minimum = 1), ExportParams),
     responses(
-        (status = 200, description = "The report as a Markdown or DOCX document \
-         (`Content-Disposition: attachment`, `audit-{id}.md` or `audit-{id}.docx`)",
+        (status = 200, description = "The report as a Markdown, DOCX or PDF document \
+         (`Content-Disposition: attachment`, `audit-{id}.md`, `audit-{id}.docx` or \
+         `audit-{id}.pdf`)",
          content((String = "text/markdown"),
-                 (DocxFile = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"))),
+                 (DocxFile = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+                 (PdfFile = "application/pdf"))),
+        (status = 400, description = "A parameter is not valid: the id, or a `format` other \
+         than md, docx or pdf (`field` names it)", body = ProblemBody,
+         content_type = "application/problem+json"),
         (status = 404, description = "No such report", body = ProblemBody,
          content_type = "application/problem+json"),
-        (status = 415, description = "A planned format that is not available yet (pdf)",
-         body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn export(
@@ -267,32 +277,30 @@ pub async fn export(
         .unwrap_or("md")
         .trim()
         .to_lowercase();
-    let docx = match format.as_str() {
-        "md" | "markdown" => false,
-        "docx" => true,
-        "pdf" => {
-            return Err(Problem {
-                kind: Kind::UnsupportedMediaType,
-                detail: format!("export format {format:?} is not available yet; use md or docx"),
-                field: Some("format".into()),
-            });
-        }
+    let format = match format.as_str() {
+        "md" | "markdown" => Format::Markdown,
+        "docx" => Format::Docx,
+        "pdf" => Format::Pdf,
         other => {
             return Err(Problem::invalid(
                 "format",
-                format!("{other:?} is not an export format; use md or docx"),
+                format!("{other:?} is not an export format; use md, docx or pdf"),
             ));
         }
     };
     let detail = load(&state, id).await?;
-    let (body, content_type, extension) = if docx {
-        (export::docx(&detail), CONTENT_TYPE, "docx")
-    } else {
-        (
+    let (body, content_type, extension) = match format {
+        Format::Markdown => (
             export::markdown(&detail).into_bytes(),
             "text/markdown; charset=utf-8",
             "md",
-        )
+        ),
+        Format::Docx => (export::docx(&detail), docx::CONTENT_TYPE, "docx"),
+        Format::Pdf => (
+            export::pdf(&detail).map_err(|e| Problem::internal(&e))?,
+            pdf::CONTENT_TYPE,
+            "pdf",
+        ),
     };
     Ok(export::attachment(
         content_type,
