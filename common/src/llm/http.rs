@@ -1,5 +1,5 @@
 //! The HTTP core every hosted client shares: one rustls client (aws-lc-rs, the webpki roots),
-//! and one retry loop.
+//! and one retry loop (`Retrier`, which Bedrock's client runs around its AWS SDK calls too).
 //!
 //! # What is retried
 //!
