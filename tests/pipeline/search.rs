@@ -651,6 +651,66 @@ async fn a_model_answers_only_from_the_sources_it_was_given() {
     assert!(none.sources.is_empty());
 }
 
+/// The same answer through Amazon Bedrock: a server speaking Converse (signed requests), the
+/// system prompt in Converse's `system`, the sources in the user's message.
+#[tokio::test]
+async fn a_bedrock_model_answers_only_from_the_sources_it_was_given() {
+    use wiremock::matchers::{method, path};
+    let db = TestDb::new().await.unwrap();
+    analyze(
+        &db,
+        "design",
+        "structured-audit",
+        "hotel",
+        "Казань",
+        "2026-03-14",
+    )
+    .await;
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/model/amazon.nova-test-v1%3A0/converse"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "output": {"message": {"role": "assistant", "content": [
+                    {"text": "- Освещение в лобби холодное и слепит [1][2]."}
+                ]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 900, "outputTokens": 20, "totalTokens": 920},
+                "metrics": {"latencyMs": 300},
+            })),
+        )
+        .mount(&server)
+        .await;
+    let mut settings = common::llm::BedrockSettings::new("amazon.nova-test-v1:0");
+    settings.endpoint_url = Some(server.uri());
+    let sdk = common::aws::local(&vox_tests::aws::moto_url()).await;
+    let model = Arc::new(common::llm::BedrockChat::new(settings, &sdk).unwrap());
+    let answerer = Answerer::new(searcher(&db), Some(model));
+    let mut request = AnswerRequest::new("Что не так с освещением в лобби?");
+    request.config = Some("design".into());
+
+    let answer = answerer.answer(None, &request).await.unwrap();
+
+    assert!(answer.found);
+    assert_eq!(answer.engine, "bedrock:amazon.nova-test-v1:0");
+    assert_eq!(answer.statements.len(), 1);
+    assert_eq!(answer.statements[0].sources, vec![1, 2]);
+    let sent = &server.received_requests().await.unwrap()[0];
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert!(
+        body["system"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("квадратных скобках"),
+        "{body}"
+    );
+    let user = body["messages"][0]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(body["messages"][0]["role"], "user");
+    assert!(user.contains("Что не так с освещением в лобби?"));
+    assert!(user.contains("[1] ") && user.contains("[2] "));
+    assert_eq!(body["inferenceConfig"]["maxTokens"], 1500);
+}
+
 #[tokio::test]
 async fn the_analyze_function_answers_deep_questions_from_its_queue() {
     use aws_lambda_events::sqs::{SqsEvent, SqsMessage};

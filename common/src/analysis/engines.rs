@@ -9,6 +9,7 @@ use super::offline::OfflineEngine;
 use super::stage::ReportEngine;
 use super::{JobInput, ReportOutput};
 use crate::embed::Embedder;
+use crate::llm::ChatModel;
 use crate::{Error, Result};
 
 /// The offline engine on a blocking thread.
@@ -35,8 +36,17 @@ impl ReportEngine for OfflineReports {
 
 /// The configured engine: a hosted chat model when `VOX_LLM_PROVIDER` names one, else the
 /// offline engine.
-pub fn from_env(embedder: Arc<dyn Embedder>) -> Result<Arc<dyn ReportEngine>> {
-    match crate::llm::chat_model_from_env()? {
+pub async fn from_env(embedder: Arc<dyn Embedder>) -> Result<Arc<dyn ReportEngine>> {
+    for_model(crate::llm::chat_model_from_env().await?, embedder)
+}
+
+/// The engine on `model` (from [`crate::llm::chat_model_from_env`], so that a process which
+/// also answers questions builds one client), or the offline engine without one.
+pub fn for_model(
+    model: Option<Arc<dyn ChatModel>>,
+    embedder: Arc<dyn Embedder>,
+) -> Result<Arc<dyn ReportEngine>> {
+    match model {
         Some(model) => Ok(Arc::new(super::llm::LlmReports::new(
             model,
             Arc::clone(&embedder),

@@ -1,5 +1,5 @@
 //! The HTTP core every hosted client shares: one rustls client (aws-lc-rs, the webpki roots),
-//! and one retry loop.
+//! and one retry loop (`Retrier`, which Bedrock's client runs around its AWS SDK calls too).
 //!
 //! # What is retried
 //!
@@ -247,13 +247,102 @@ pub(crate) fn redact(text: &str, secret: Option<&ApiKey>) -> String {
 
 /// Why one try failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Transient {
         reason: String,
         retry_after: Option<Duration>,
     },
     Malformed(String),
     Permanent(String),
+}
+
+/// The retry loop every hosted client shares, whatever carries its requests (reqwest for the
+/// HTTP clients, the AWS SDK for Bedrock): the backoff, the budget, the malformed-once rule
+/// and the messages are the module's, once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retrier<'a> {
+    /// Names the provider in errors and logs.
+    pub provider: &'static str,
+    pub policy: &'a RetryPolicy,
+    /// Redacted from every reason.
+    pub secret: Option<&'a ApiKey>,
+}
+
+impl Retrier<'_> {
+    pub(crate) fn error(&self, reason: impl AsRef<str>, retryable: bool) -> Error {
+        Error::Provider {
+            provider: self.provider.to_owned(),
+            reason: redact(reason.as_ref(), self.secret),
+            retryable,
+        }
+    }
+
+    /// Runs `try_once` until it succeeds, fails for good, or the policy says to stop.
+    pub(crate) async fn run<T, F, Fut>(&self, mut try_once: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let max_attempts = self.policy.max_attempts.max(1);
+        let started = Instant::now();
+        let mut malformed_before = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let failure = match try_once().await {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let (reason, retry_after, retryable) = match failure {
+                Failure::Permanent(reason) => return Err(self.error(reason, false)),
+                Failure::Malformed(reason) if malformed_before => {
+                    return Err(self.error(
+                        format!("malformed response, twice in a row: {reason}"),
+                        false,
+                    ));
+                }
+                Failure::Malformed(reason) => {
+                    malformed_before = true;
+                    (format!("malformed response: {reason}"), None, false)
+                }
+                Failure::Transient {
+                    reason,
+                    retry_after,
+                } => (reason, retry_after, true),
+            };
+            if attempt >= max_attempts {
+                return Err(self.error(
+                    format!("{reason} (gave up after {attempt} attempts)"),
+                    retryable,
+                ));
+            }
+            let wait = match retry_after {
+                Some(asked) => asked.min(self.policy.max_retry_after),
+                None => self.policy.backoff(attempt, jitter_unit()),
+            };
+            let elapsed = started.elapsed();
+            if elapsed + wait > self.policy.max_elapsed {
+                return Err(self.error(
+                    format!(
+                        "{reason} (gave up after {attempt} attempts in {:.1} s: waiting {:.1} s more \
+                         would pass the {:.0} s retry budget)",
+                        elapsed.as_secs_f64(),
+                        wait.as_secs_f64(),
+                        self.policy.max_elapsed.as_secs_f64()
+                    ),
+                    retryable,
+                ));
+            }
+            warn!(
+                provider = self.provider,
+                attempt,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                reason = %redact(&reason, self.secret),
+                "provider request failed; retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// A rustls client configuration with the workspace's one crypto provider (aws-lc-rs) and
@@ -333,11 +422,12 @@ impl HttpCore {
     }
 
     pub(crate) fn error(&self, reason: impl AsRef<str>, retryable: bool) -> Error {
-        Error::Provider {
-            provider: self.provider.to_owned(),
-            reason: redact(reason.as_ref(), self.secret.as_ref()),
-            retryable,
+        Retrier {
+            provider: self.provider,
+            policy: &self.policy,
+            secret: self.secret.as_ref(),
         }
+        .error(reason, retryable)
     }
 
     /// POSTs to `url` (`build` adds headers and body; it runs once per try) and parses a 2xx
@@ -348,64 +438,12 @@ impl HttpCore {
         build: impl Fn(RequestBuilder) -> RequestBuilder,
         parse: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T> {
-        let started = Instant::now();
-        let mut malformed_before = false;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let failure = match self.try_once(url, &build, &parse).await {
-                Ok(value) => return Ok(value),
-                Err(failure) => failure,
-            };
-            let (reason, retry_after, retryable) = match failure {
-                Failure::Permanent(reason) => return Err(self.error(reason, false)),
-                Failure::Malformed(reason) if malformed_before => {
-                    return Err(self.error(
-                        format!("malformed response, twice in a row: {reason}"),
-                        false,
-                    ));
-                }
-                Failure::Malformed(reason) => {
-                    malformed_before = true;
-                    (format!("malformed response: {reason}"), None, false)
-                }
-                Failure::Transient {
-                    reason,
-                    retry_after,
-                } => (reason, retry_after, true),
-            };
-            if attempt >= self.policy.max_attempts {
-                return Err(self.error(
-                    format!("{reason} (gave up after {attempt} attempts)"),
-                    retryable,
-                ));
-            }
-            let wait = match retry_after {
-                Some(asked) => asked.min(self.policy.max_retry_after),
-                None => self.policy.backoff(attempt, jitter_unit()),
-            };
-            let elapsed = started.elapsed();
-            if elapsed + wait > self.policy.max_elapsed {
-                return Err(self.error(
-                    format!(
-                        "{reason} (gave up after {attempt} attempts in {:.1} s: waiting {:.1} s more \
-                         would pass the {:.0} s retry budget)",
-                        elapsed.as_secs_f64(),
-                        wait.as_secs_f64(),
-                        self.policy.max_elapsed.as_secs_f64()
-                    ),
-                    retryable,
-                ));
-            }
-            warn!(
-                provider = self.provider,
-                attempt,
-                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                reason = %redact(&reason, self.secret.as_ref()),
-                "provider request failed; retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
+        let retrier = Retrier {
+            provider: self.provider,
+            policy: &self.policy,
+            secret: self.secret.as_ref(),
+        };
+        retrier.run(|| self.try_once(url, &build, &parse)).await
     }
 
     async fn try_once<T>(

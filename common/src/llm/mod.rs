@@ -1,7 +1,8 @@
 //! Hosted model clients behind small traits: chat ([`OpenAiChat`] for OpenAI-compatible
-//! servers, [`AnthropicChat`] for Anthropic Messages), chosen by [`chat_model_from_env`]
-//! (see [`settings`] for the variables). The hosted speech engine
-//! (`crate::speech_api`) shares their HTTP core.
+//! servers, [`AnthropicChat`] for Anthropic Messages, `BedrockChat` for Amazon Bedrock's
+//! Converse API with the `bedrock` feature), chosen by [`chat_model_from_env`] (see
+//! [`settings`] for the variables). The hosted speech engine (`crate::speech_api`) shares
+//! their HTTP core, and Bedrock (on the AWS SDK) its retry loop.
 //!
 //! Keys come only from the environment and are never logged. Retries with exponential
 //! backoff and jitter on 429, 5xx, timeouts and dropped connections (honouring
@@ -9,6 +10,8 @@
 //! provider said. The rules are in [`http`].
 
 pub mod anthropic;
+#[cfg(feature = "bedrock")]
+pub mod bedrock;
 pub mod http;
 pub mod openai;
 pub mod settings;
@@ -16,9 +19,13 @@ pub mod settings;
 use futures::future::BoxFuture;
 
 pub use anthropic::AnthropicChat;
+#[cfg(feature = "bedrock")]
+pub use bedrock::BedrockChat;
 pub use http::{ApiKey, RetryPolicy};
 pub use openai::OpenAiChat;
-pub use settings::{ChatConfig, ChatSettings, MaxTokensParam, chat_model_from_env};
+pub use settings::{
+    BedrockSettings, ChatConfig, ChatSettings, MaxTokensParam, chat_model_from_env,
+};
 
 use crate::Result;
 

@@ -2,10 +2,10 @@
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
-//! | `VOX_LLM_PROVIDER` | `offline`, `openai` (any OpenAI-compatible server) or `anthropic` | `offline` |
-//! | `VOX_LLM_MODEL` | the provider's model name | required unless offline |
+//! | `VOX_LLM_PROVIDER` | `offline`, `openai` (any OpenAI-compatible server), `anthropic` or `bedrock` (Amazon Bedrock's Converse API) | `offline` |
+//! | `VOX_LLM_MODEL` | the provider's model name | required for openai and anthropic |
 //! | `VOX_LLM_BASE_URL` | `https://api.openai.com/v1`-style base for openai (`http://localhost:11434/v1` for Ollama, `http://host:8000/v1` for vLLM); `https://api.anthropic.com` for anthropic | the provider's |
-//! | `VOX_LLM_TEMPERATURE` | 0..=2 (0..=1 for anthropic) | 0 |
+//! | `VOX_LLM_TEMPERATURE` | 0..=2 (0..=1 for anthropic and bedrock) | 0 |
 //! | `VOX_LLM_MAX_TOKENS` | output tokens per answer | 4096 |
 //! | `VOX_LLM_MAX_TOKENS_PARAM` | openai only: `max_tokens`, or `max_completion_tokens` for OpenAI's reasoning models, which refuse the older name (and take only temperature 1) | `max_tokens` |
 //! | `VOX_LLM_CONTEXT_TOKENS` | the model's context window, in tokens | 32768 |
@@ -13,6 +13,12 @@
 //! | `VOX_LLM_MAX_RETRIES` | retries after the first try | 4 |
 //! | `VOX_LLM_RETRY_TOTAL_SECONDS` | no retry wait may end later than this after the first try | 300 |
 //! | `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` | the key; required with the provider's own base URL, optional with another (local servers) | |
+//! | `VOX_BEDROCK_MODEL_ID` | bedrock: a model id (`anthropic.claude-...`), an inference profile id (`eu.anthropic.claude-...`) or either's ARN | required for bedrock |
+//! | `VOX_BEDROCK_REGION` | bedrock: the region called | the SDK's (`AWS_REGION`) |
+//! | `VOX_BEDROCK_ENDPOINT_URL` | bedrock: another endpoint (a test server); the SDK's own `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` works too | the region's |
+//!
+//! Bedrock takes no key: requests are signed with the AWS SDK's credentials (the function's
+//! role). `VOX_LLM_MODEL`, `VOX_LLM_BASE_URL` and `VOX_LLM_MAX_TOKENS_PARAM` do not apply to it.
 //!
 //! The input budget given to callers ([`ChatSettings::max_input_chars`]) is the context
 //! window less the output tokens, times [`CHARS_PER_TOKEN`].
@@ -93,8 +99,54 @@ impl ChatSettings {
 
     /// The context window left after the answer's tokens, in characters of Russian.
     pub fn max_input_chars(&self) -> usize {
-        let tokens = self.context_tokens.saturating_sub(self.max_tokens);
-        usize::try_from(tokens).unwrap_or(usize::MAX) * CHARS_PER_TOKEN
+        input_chars(self.context_tokens, self.max_tokens)
+    }
+}
+
+/// The context window left after the answer's tokens, in characters of Russian.
+fn input_chars(context_tokens: u32, max_tokens: u32) -> usize {
+    let tokens = context_tokens.saturating_sub(max_tokens);
+    usize::try_from(tokens).unwrap_or(usize::MAX) * CHARS_PER_TOKEN
+}
+
+/// Amazon Bedrock's settings (`VOX_LLM_PROVIDER=bedrock`). No key: the AWS SDK signs the
+/// requests with its usual credentials (the function's role).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BedrockSettings {
+    /// `VOX_BEDROCK_MODEL_ID`: a model id, an inference profile id or either's ARN.
+    pub model_id: String,
+    /// `VOX_BEDROCK_REGION`; `None`: the SDK's region.
+    pub region: Option<String>,
+    /// `VOX_BEDROCK_ENDPOINT_URL`, without a trailing slash; `None`: the SDK's endpoint
+    /// (the region's, or `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` / `AWS_ENDPOINT_URL` when set).
+    pub endpoint_url: Option<String>,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    pub context_tokens: u32,
+    /// One try, from connecting to the last byte (the SDK's attempt timeout).
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl BedrockSettings {
+    /// The defaults of the table above, for `model_id`.
+    pub fn new(model_id: impl Into<String>) -> Self {
+        let defaults = ChatSettings::new("", "");
+        Self {
+            model_id: model_id.into(),
+            region: None,
+            endpoint_url: None,
+            temperature: defaults.temperature,
+            max_tokens: defaults.max_tokens,
+            context_tokens: defaults.context_tokens,
+            timeout: defaults.timeout,
+            retry: defaults.retry,
+        }
+    }
+
+    /// The context window left after the answer's tokens, in characters of Russian.
+    pub fn max_input_chars(&self) -> usize {
+        input_chars(self.context_tokens, self.max_tokens)
     }
 }
 
@@ -105,6 +157,56 @@ pub enum ChatConfig {
     Offline,
     OpenAi(ChatSettings),
     Anthropic(ChatSettings),
+    Bedrock(BedrockSettings),
+}
+
+/// What every hosted provider reads the same way.
+struct Common {
+    temperature: f32,
+    max_tokens: u32,
+    context_tokens: u32,
+    timeout: Duration,
+    retry: RetryPolicy,
+}
+
+impl Common {
+    fn from_lookup(
+        get: Lookup<'_>,
+        provider: &str,
+        max_temperature: f32,
+    ) -> Result<Self, ConfigError> {
+        let defaults = ChatSettings::new("", "");
+        let temperature = parse_or(get, "VOX_LLM_TEMPERATURE", defaults.temperature)?;
+        if !(0.0..=max_temperature).contains(&temperature) {
+            return Err(ConfigError::Invalid {
+                var: "VOX_LLM_TEMPERATURE",
+                reason: format!("{temperature} is outside 0..={max_temperature} for {provider}"),
+            });
+        }
+        let max_tokens = at_least(get, "VOX_LLM_MAX_TOKENS", defaults.max_tokens, 1)?;
+        let context_tokens = at_least(get, "VOX_LLM_CONTEXT_TOKENS", defaults.context_tokens, 1)?;
+        if context_tokens <= max_tokens {
+            return Err(ConfigError::Invalid {
+                var: "VOX_LLM_CONTEXT_TOKENS",
+                reason: format!(
+                    "{context_tokens} leaves no room for input next to VOX_LLM_MAX_TOKENS = {max_tokens}"
+                ),
+            });
+        }
+        Ok(Self {
+            temperature,
+            max_tokens,
+            context_tokens,
+            timeout: seconds(get, "VOX_LLM_TIMEOUT_SECONDS", 120)?,
+            retry: retry_policy(
+                get,
+                "VOX_LLM_MAX_RETRIES",
+                4,
+                "VOX_LLM_RETRY_TOTAL_SECONDS",
+                300,
+            )?,
+        })
+    }
 }
 
 impl ChatConfig {
@@ -118,10 +220,11 @@ impl ChatConfig {
             "offline" => return Ok(ChatConfig::Offline),
             "openai" => (OPENAI_BASE_URL, "OPENAI_API_KEY", 2.0),
             "anthropic" => (ANTHROPIC_BASE_URL, "ANTHROPIC_API_KEY", 1.0),
+            "bedrock" => return Self::bedrock(get).map(ChatConfig::Bedrock),
             other => {
                 return Err(ConfigError::Invalid {
                     var: "VOX_LLM_PROVIDER",
-                    reason: format!("{other:?} is not offline, openai or anthropic"),
+                    reason: format!("{other:?} is not offline, openai, anthropic or bedrock"),
                 });
             }
         };
@@ -134,28 +237,12 @@ impl ChatConfig {
         let base_url = base_url(get, "VOX_LLM_BASE_URL", default_base)?;
         let mut settings = ChatSettings::new(model, base_url);
         settings.api_key = api_key(get, key_var, settings.base_url == default_base)?;
-        settings.temperature = parse_or(get, "VOX_LLM_TEMPERATURE", 0.0f32)?;
-        if !(0.0..=max_temperature).contains(&settings.temperature) {
-            return Err(ConfigError::Invalid {
-                var: "VOX_LLM_TEMPERATURE",
-                reason: format!(
-                    "{} is outside 0..={max_temperature} for {provider}",
-                    settings.temperature
-                ),
-            });
-        }
-        settings.max_tokens = at_least(get, "VOX_LLM_MAX_TOKENS", settings.max_tokens, 1)?;
-        settings.context_tokens =
-            at_least(get, "VOX_LLM_CONTEXT_TOKENS", settings.context_tokens, 1)?;
-        if settings.context_tokens <= settings.max_tokens {
-            return Err(ConfigError::Invalid {
-                var: "VOX_LLM_CONTEXT_TOKENS",
-                reason: format!(
-                    "{} leaves no room for input next to VOX_LLM_MAX_TOKENS = {}",
-                    settings.context_tokens, settings.max_tokens
-                ),
-            });
-        }
+        let common = Common::from_lookup(get, provider.trim(), max_temperature)?;
+        settings.temperature = common.temperature;
+        settings.max_tokens = common.max_tokens;
+        settings.context_tokens = common.context_tokens;
+        settings.timeout = common.timeout;
+        settings.retry = common.retry;
         settings.max_tokens_param = match get("VOX_LLM_MAX_TOKENS_PARAM")?.as_deref().map(str::trim)
         {
             None | Some("max_tokens") => MaxTokensParam::MaxTokens,
@@ -167,33 +254,74 @@ impl ChatConfig {
                 });
             }
         };
-        settings.timeout = seconds(get, "VOX_LLM_TIMEOUT_SECONDS", 120)?;
-        settings.retry = retry_policy(
-            get,
-            "VOX_LLM_MAX_RETRIES",
-            4,
-            "VOX_LLM_RETRY_TOTAL_SECONDS",
-            300,
-        )?;
         Ok(match provider.trim() {
             "anthropic" => ChatConfig::Anthropic(settings),
             _ => ChatConfig::OpenAi(settings),
         })
     }
 
-    /// The client, or `None` for offline.
-    pub fn build(self) -> Result<Option<Arc<dyn ChatModel>>> {
+    fn bedrock(get: Lookup<'_>) -> Result<BedrockSettings, ConfigError> {
+        let model_id = get("VOX_BEDROCK_MODEL_ID")?
+            .map(|m| m.trim().to_owned())
+            .ok_or(ConfigError::Missing {
+                var: "VOX_BEDROCK_MODEL_ID",
+            })?;
+        let mut settings = BedrockSettings::new(model_id);
+        settings.region = get("VOX_BEDROCK_REGION")?.map(|r| r.trim().to_owned());
+        if let Some(region) = &settings.region
+            && !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(ConfigError::Invalid {
+                var: "VOX_BEDROCK_REGION",
+                reason: format!("{region:?} is not a region name like eu-central-1"),
+            });
+        }
+        settings.endpoint_url = match get("VOX_BEDROCK_ENDPOINT_URL")? {
+            Some(_) => Some(base_url(get, "VOX_BEDROCK_ENDPOINT_URL", "")?),
+            None => None,
+        };
+        let common = Common::from_lookup(get, "bedrock", 1.0)?;
+        settings.temperature = common.temperature;
+        settings.max_tokens = common.max_tokens;
+        settings.context_tokens = common.context_tokens;
+        settings.timeout = common.timeout;
+        settings.retry = common.retry;
+        Ok(settings)
+    }
+
+    /// The client, or `None` for offline. Bedrock's loads the AWS SDK's configuration
+    /// (region, credentials) as the S3 and SQS clients do; it is an error in a build without
+    /// the `bedrock` feature.
+    pub async fn build(self) -> Result<Option<Arc<dyn ChatModel>>> {
         Ok(match self {
             ChatConfig::Offline => None,
             ChatConfig::OpenAi(settings) => Some(Arc::new(OpenAiChat::new(settings)?)),
             ChatConfig::Anthropic(settings) => Some(Arc::new(AnthropicChat::new(settings)?)),
+            #[cfg(feature = "bedrock")]
+            ChatConfig::Bedrock(settings) => {
+                let sdk = crate::aws::load().await;
+                Some(Arc::new(super::BedrockChat::new(settings, &sdk)?))
+            }
+            #[cfg(not(feature = "bedrock"))]
+            ChatConfig::Bedrock(_) => {
+                return Err(ConfigError::Invalid {
+                    var: "VOX_LLM_PROVIDER",
+                    reason: "bedrock is not built into this program (vox-common's `bedrock` \
+                             feature)"
+                        .into(),
+                }
+                .into());
+            }
         })
     }
 }
 
 /// The chat model the environment configures, or `None` when it is `offline` (the default).
-pub fn chat_model_from_env() -> Result<Option<Arc<dyn ChatModel>>> {
-    ChatConfig::from_env()?.build()
+/// Called once per cold start.
+pub async fn chat_model_from_env() -> Result<Option<Arc<dyn ChatModel>>> {
+    ChatConfig::from_env()?.build().await
 }
 
 pub(crate) fn parse_or<T>(get: Lookup<'_>, var: &'static str, default: T) -> Result<T, ConfigError>
@@ -306,8 +434,8 @@ pub(crate) mod tests {
         move |var| Ok(map.get(var).filter(|v| !v.trim().is_empty()).cloned())
     }
 
-    #[test]
-    fn offline_is_the_default() {
+    #[tokio::test]
+    async fn offline_is_the_default() {
         assert_eq!(
             ChatConfig::from_lookup(&vars(&[])).unwrap(),
             ChatConfig::Offline
@@ -316,6 +444,7 @@ pub(crate) mod tests {
             ChatConfig::from_lookup(&vars(&[("VOX_LLM_PROVIDER", "offline")]))
                 .unwrap()
                 .build()
+                .await
                 .unwrap()
                 .is_none()
         );
@@ -382,9 +511,93 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn bedrock_reads_its_variables_and_needs_no_key() {
+        let config = ChatConfig::from_lookup(&vars(&[
+            ("VOX_LLM_PROVIDER", "bedrock"),
+            (
+                "VOX_BEDROCK_MODEL_ID",
+                " eu.anthropic.claude-sonnet-4-5-20250929-v1:0 ",
+            ),
+            ("VOX_BEDROCK_REGION", "eu-west-1"),
+            ("VOX_BEDROCK_ENDPOINT_URL", "http://127.0.0.1:9000/"),
+            ("VOX_LLM_TEMPERATURE", "0.3"),
+            ("VOX_LLM_MAX_TOKENS", "2000"),
+            ("VOX_LLM_CONTEXT_TOKENS", "200000"),
+            ("VOX_LLM_TIMEOUT_SECONDS", "45"),
+            ("VOX_LLM_MAX_RETRIES", "6"),
+            ("VOX_LLM_RETRY_TOTAL_SECONDS", "100"),
+        ]))
+        .unwrap();
+        let ChatConfig::Bedrock(settings) = config else {
+            panic!("not bedrock: {config:?}");
+        };
+        assert_eq!(
+            settings.model_id,
+            "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        );
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            settings.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(settings.temperature, 0.3);
+        assert_eq!(settings.max_tokens, 2000);
+        assert_eq!(settings.max_input_chars(), 198_000 * CHARS_PER_TOKEN);
+        assert_eq!(settings.timeout, Duration::from_secs(45));
+        assert_eq!(settings.retry.max_attempts, 7);
+        assert_eq!(settings.retry.max_elapsed, Duration::from_secs(100));
+
+        let defaults = ChatConfig::from_lookup(&vars(&[
+            ("VOX_LLM_PROVIDER", "bedrock"),
+            ("VOX_BEDROCK_MODEL_ID", "amazon.nova-pro-v1:0"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            defaults,
+            ChatConfig::Bedrock(BedrockSettings::new("amazon.nova-pro-v1:0"))
+        );
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         let cases: &[(&[(&'static str, &str)], &str)] = &[
             (&[("VOX_LLM_PROVIDER", "gemini")], "VOX_LLM_PROVIDER"),
+            (
+                &[("VOX_LLM_PROVIDER", "bedrock"), ("VOX_LLM_MODEL", "m")],
+                "VOX_BEDROCK_MODEL_ID",
+            ),
+            (
+                &[
+                    ("VOX_LLM_PROVIDER", "bedrock"),
+                    ("VOX_BEDROCK_MODEL_ID", "m"),
+                    ("VOX_LLM_TEMPERATURE", "1.5"),
+                ],
+                "VOX_LLM_TEMPERATURE",
+            ),
+            (
+                &[
+                    ("VOX_LLM_PROVIDER", "bedrock"),
+                    ("VOX_BEDROCK_MODEL_ID", "m"),
+                    ("VOX_BEDROCK_REGION", "Frankfurt"),
+                ],
+                "VOX_BEDROCK_REGION",
+            ),
+            (
+                &[
+                    ("VOX_LLM_PROVIDER", "bedrock"),
+                    ("VOX_BEDROCK_MODEL_ID", "m"),
+                    ("VOX_BEDROCK_ENDPOINT_URL", "bedrock.internal"),
+                ],
+                "VOX_BEDROCK_ENDPOINT_URL",
+            ),
+            (
+                &[
+                    ("VOX_LLM_PROVIDER", "bedrock"),
+                    ("VOX_BEDROCK_MODEL_ID", "m"),
+                    ("VOX_LLM_CONTEXT_TOKENS", "100"),
+                ],
+                "VOX_LLM_CONTEXT_TOKENS",
+            ),
             (&[("VOX_LLM_PROVIDER", "openai")], "VOX_LLM_MODEL"),
             (
                 &[
@@ -436,5 +649,27 @@ pub(crate) mod tests {
             let err = ChatConfig::from_lookup(&vars(pairs)).unwrap_err();
             assert!(err.to_string().contains(var), "{err} should name {var}");
         }
+        let missing = ChatConfig::from_lookup(&vars(&[("VOX_LLM_PROVIDER", "bedrock")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            missing,
+            "environment variable VOX_BEDROCK_MODEL_ID is required but not set"
+        );
+    }
+
+    #[cfg(not(feature = "bedrock"))]
+    #[tokio::test]
+    async fn bedrock_without_the_feature_says_so() {
+        let err = ChatConfig::Bedrock(BedrockSettings::new("m"))
+            .build()
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("VOX_LLM_PROVIDER") && err.contains("`bedrock`"),
+            "{err}"
+        );
     }
 }

@@ -19,9 +19,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     common::telemetry::init();
     let sdk = common::aws::load().await;
     let embedder: Arc<dyn Embedder> = Arc::new(UseEmbedder::from_env()?);
+    // One chat client for the report passes and the answers.
+    let model = common::llm::chat_model_from_env().await?;
     let stage = Stage {
         pool: PgPool::new(&DbConfig::from_env()?)?,
-        engine: engines::from_env(Arc::clone(&embedder))?,
+        engine: engines::for_model(model.clone(), Arc::clone(&embedder))?,
         embedder,
         index: common::config::optional("VOX_INDEX_QUEUE_URL")?.map(|url| SqsQueue::new(&sdk, url)),
         settings: Settings::from_env()?,
@@ -29,7 +31,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let mut answerer = Answerer::new(
         Searcher::new(stage.pool.clone(), Arc::clone(&stage.embedder)),
-        common::llm::chat_model_from_env()?,
+        model,
     );
     answerer.settings = AnswerSettings::from_env()?;
     let (stage, answerer) = (&stage, &answerer);

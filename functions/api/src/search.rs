@@ -53,7 +53,7 @@ impl SearchState {
         )?);
         let mut searcher = Searcher::new(pool, embedder);
         searcher.settings = core::Settings::from_env()?;
-        let mut answerer = Answerer::new(searcher, common::llm::chat_model_from_env()?);
+        let mut answerer = Answerer::new(searcher, common::llm::chat_model_from_env().await?);
         answerer.settings = AnswerSettings::from_env()?;
         let served = match common::config::optional("VOX_INDEX_BUCKET")? {
             Some(_) => Some(ServedIndex::open(s3.clone(), ReaderSettings::from_env()?).await?),

@@ -93,7 +93,7 @@ pub async fn run(
             .await?
             .context("loading the sentence encoder (run `vox models`)")?,
     );
-    let engine = engines::from_env(embedder)?;
+    let engine = engines::from_env(embedder).await?;
     eprintln!("analysing with {}...", engine.engine_id());
     let job = JobInput {
         scenario: scenario.to_owned(),

@@ -73,12 +73,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
         bindings.push(transcribe_binding(&sdk, url, analyze)?);
     }
     if let Some(url) = analyze_url {
-        bindings.push(analyze_binding(
-            &sdk,
-            url,
-            index_url.clone(),
-            Arc::clone(&notes),
-        )?);
+        bindings.push(analyze_binding(&sdk, url, index_url.clone(), Arc::clone(&notes)).await?);
     }
     if let Some(url) = index_url {
         bindings.push(index_binding(&sdk, url)?);
@@ -219,16 +214,18 @@ fn transcribe_binding(
     Ok(binding("transcribe", url, TRANSCRIBE_BATCH_SIZE, handler))
 }
 
-fn analyze_binding(
+async fn analyze_binding(
     sdk: &aws_config::SdkConfig,
     url: String,
     index_url: Option<String>,
     notes: Arc<Notes>,
 ) -> anyhow::Result<Binding> {
     let embedder: Arc<dyn Embedder> = Arc::new(UseEmbedder::from_env()?);
+    // One chat client for the report passes and the answers, as in the deployed function.
+    let model = common::llm::chat_model_from_env().await?;
     let stage = Arc::new(common::analysis::stage::Stage {
         pool: PgPool::new(&DbConfig::from_env()?)?,
-        engine: engines::from_env(Arc::clone(&embedder))?,
+        engine: engines::for_model(model.clone(), Arc::clone(&embedder))?,
         embedder,
         index: index_url.map(|url| SqsQueue::new(sdk, url)),
         settings: common::analysis::stage::Settings::from_env()?,
@@ -237,7 +234,7 @@ fn analyze_binding(
     // Deep questions travel on the analyze queue too, as in the deployed function.
     let mut answerer = Answerer::new(
         Searcher::new(stage.pool.clone(), Arc::clone(&stage.embedder)),
-        common::llm::chat_model_from_env()?,
+        model,
     );
     answerer.settings = AnswerSettings::from_env()?;
     let answerer = Arc::new(answerer);

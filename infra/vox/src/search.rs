@@ -149,7 +149,7 @@ pub async fn search(
 
 pub async fn ask(question: &str, deep_mode: bool, args: &FilterArgs) -> anyhow::Result<()> {
     let (searcher, snapshot) = open().await?;
-    let model = common::llm::chat_model_from_env()?;
+    let model = common::llm::chat_model_from_env().await?;
     let mut answerer = Answerer::new(searcher, model);
     answerer.settings = AnswerSettings::from_env()?;
     let answer = if deep_mode {
