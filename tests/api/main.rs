@@ -256,6 +256,7 @@ async fn the_openapi_document_describes_every_route_and_needs_no_key() {
         ("/questions", "post"),
         ("/questions/{id}", "get"),
         ("/index", "get"),
+        ("/recordings/{id}/media", "get"),
     ] {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} is not documented");
@@ -277,7 +278,7 @@ async fn the_openapi_document_describes_every_route_and_needs_no_key() {
         documented,
         "operation ids must be unique"
     );
-    assert_eq!(documented, 20);
+    assert_eq!(documented, 21);
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["api_key"]["name"], "X-Api-Key");
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
