@@ -614,7 +614,11 @@ async function audit(id) {
     );
   };
   return [
-    h("h1", { id: "report", dataset: { auditId: s.audit_id } }, s.pass_title ? `${s.report_type_desc} — ${s.pass_title}` : s.report_type_desc),
+    h(
+      "h1",
+      { id: "report", dataset: { auditId: s.audit_id } },
+      s.pass_title && s.pass_title !== s.report_type_desc ? `${s.report_type_desc} — ${s.pass_title}` : s.report_type_desc,
+    ),
     h("p", {}, a.recording_id ? h("a", { href: `#/recordings/${a.recording_id}` }, "Запись") : null, " · ",
       h("a", { href: `#/transcripts/${s.transcription_id}` }, "Стенограмма")),
     metaTable([
@@ -707,7 +711,8 @@ function hitItem(hit) {
     h("div", {}, h("span", { class: "badge" }, `[${hit.rank}] ${s.kind === "transcript" ? "сказано" : "отчёт"}`), " ", where,
       s.start_ms !== null && s.start_ms !== undefined ? [" · ", h("span", { class: "time" }, hms(s.start_ms)), s.speaker ? `, ${s.speaker}` : ""] : "",
       " ", playButton(s.recording_id, s.start_ms, label)),
-    h("p", {}, hit.text),
+    // A report chunk is Markdown: its heading marks are noise in a snippet.
+    h("p", {}, hit.text.replace(/(^|\s)#{1,6}\s+/g, "$1")),
     h("div", { class: "muted" },
       s.audit_id ? h("a", { href: `#/audits/${s.audit_id}` }, "отчёт") : null, s.audit_id ? " · " : "",
       h("a", { href: `#/transcripts/${s.transcription_id}` }, "стенограмма")),
