@@ -600,7 +600,7 @@ function flatten(value, prefix = "", out = []) {
 async function audit(id) {
   const a = await api(`/audits/${id}`);
   const s = a; // the summary's fields, beside the text and quotes
-  const label = [s.place_name, s.city_name].filter(Boolean).join(", ") || s.audio_file_name;
+  const label = [s.place_name, s.city_name].filter(Boolean).join(", ") || fileName(s.audio_file_name);
   const quote = (q) => {
     const c = q.citation;
     return h(
@@ -628,7 +628,7 @@ async function audit(id) {
       ["Дата", s.audit_date],
       ["Сотрудник", s.employee_name],
       ["Клиент", s.client_name],
-      ["Файл", s.audio_file_name],
+      ["Файл", fileName(s.audio_file_name)],
       ["Движок", a.engine],
     ]),
     exportButtons(`/audits/${id}/export`, [["md", "Markdown"], ["docx", "DOCX"], ["pdf", "PDF"]]),
@@ -652,7 +652,7 @@ let follow = null;
 
 async function transcript(id) {
   const t = await api(`/transcriptions/${id}`);
-  const label = t.audio_file_name;
+  const label = fileName(t.audio_file_name);
   const items = t.segments.map((s) =>
     h(
       "li",
@@ -684,7 +684,7 @@ async function transcript(id) {
   player.addEventListener("timeupdate", follow);
   const speakers = t.speakers || [];
   return [
-    h("h1", { id: "transcript", dataset: { transcriptionId: t.transcription_id } }, `Стенограмма: ${t.audio_file_name}`),
+    h("h1", { id: "transcript", dataset: { transcriptionId: t.transcription_id } }, `Стенограмма: ${label}`),
     h("p", { class: "muted" }, [t.language, t.model_id, t.audio_seconds ? `${Math.round(t.audio_seconds)} с` : null].filter(Boolean).join(" · ")),
     t.speech_coverage && t.speech_coverage.coverage < 0.9
       ? h("p", { class: "warn" }, `Стенограмма покрывает ${Math.round(t.speech_coverage.coverage * 100)} % речи.`)
