@@ -1026,6 +1026,25 @@ mod tests {
     }
 
     #[test]
+    fn transcribes_speakers_are_kept_and_given_roles() {
+        let mut segments = parse_result(FIXTURE.as_bytes()).unwrap().segments;
+        let evidence = crate::speakers::label_known_speakers(&mut segments, true);
+        assert_eq!(evidence.len(), 2);
+        let ids: Vec<Option<i16>> = segments.iter().map(|s| s.speaker_id).collect();
+        assert_eq!(ids, [Some(0), Some(0), Some(1), Some(1), Some(1), Some(0)]);
+        // The one who asks "Чем могу помочь?" is the employee.
+        assert_eq!(segments[1].speaker.as_deref(), Some("Сотрудник"));
+        assert_eq!(segments[2].speaker.as_deref(), Some("Клиент"));
+        let mut plain = parse_result(FIXTURE.as_bytes()).unwrap().segments;
+        crate::speakers::label_known_speakers(&mut plain, false);
+        assert!(
+            plain
+                .iter()
+                .all(|s| s.speaker.is_none() && s.speaker_id.is_some())
+        );
+    }
+
+    #[test]
     fn malformed_results_are_permanent_errors_saying_why() {
         for (body, says) in [
             (&b"<html>"[..], "not Transcribe's format"),
