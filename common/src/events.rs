@@ -1,6 +1,7 @@
 //! S3 notifications as they reach the transcribe function: wrapped in SQS messages, or as
 //! direct S3 events. Tolerant of what emulators leave out (sequencer, version, identities),
-//! strict about what we need (bucket, key, ETag).
+//! strict about what we need (bucket, key, ETag). Amazon Transcribe's job state changes reach
+//! the same queue through an EventBridge rule; [`parse_transcribe_event`] tells them apart.
 
 use chrono::{DateTime, Utc};
 use percent_encoding::percent_decode_str;
@@ -140,6 +141,92 @@ pub fn notification_body(object: &ObjectCreated) -> serde_json::Value {
     serde_json::json!({ "Records": [record] })
 }
 
+/// What an Amazon Transcribe job ended as, by its EventBridge event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranscribeJobStatus {
+    Completed,
+    Failed,
+}
+
+/// A "Transcribe Job State Change" event: a job finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscribeJobEvent {
+    pub job_name: String,
+    pub status: TranscribeJobStatus,
+    /// `detail.FailureReason`, when a failed job's event carries one (GetTranscriptionJob
+    /// always does).
+    pub failure_reason: Option<String>,
+    /// The event's `time`.
+    pub time: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeEnvelope {
+    source: Option<String>,
+    #[serde(rename = "detail-type")]
+    detail_type: Option<String>,
+    time: Option<String>,
+    detail: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct TranscribeDetail {
+    #[serde(rename = "TranscriptionJobName")]
+    job_name: String,
+    #[serde(rename = "TranscriptionJobStatus")]
+    status: String,
+    #[serde(rename = "FailureReason")]
+    failure_reason: Option<String>,
+}
+
+/// The Amazon Transcribe job state change in `json` (an SQS message body an EventBridge rule
+/// delivered), `Ok(None)` when the body is something else (an S3 notification), an error
+/// when it is Transcribe's event but not one this stage can act on.
+pub fn parse_transcribe_event(json: &str) -> Result<Option<TranscribeJobEvent>> {
+    let bad = |reason: String| Error::BadEvent { reason };
+    let Ok(envelope) = serde_json::from_str::<EventBridgeEnvelope>(json) else {
+        return Ok(None);
+    };
+    if envelope.source.as_deref() != Some("aws.transcribe") {
+        return Ok(None);
+    }
+    let detail_type = envelope.detail_type.unwrap_or_default();
+    if detail_type != "Transcribe Job State Change" {
+        return Err(bad(format!(
+            "an Amazon Transcribe event of type {detail_type:?}, not a job state change"
+        )));
+    }
+    let detail: TranscribeDetail = envelope
+        .detail
+        .ok_or_else(|| bad("the Transcribe job state change has no detail".into()))
+        .and_then(|d| {
+            serde_json::from_value(d)
+                .map_err(|e| bad(format!("the Transcribe job state change's detail: {e}")))
+        })?;
+    if detail.job_name.is_empty() {
+        return Err(bad("the Transcribe job state change names no job".into()));
+    }
+    let status = match detail.status.as_str() {
+        "COMPLETED" => TranscribeJobStatus::Completed,
+        "FAILED" => TranscribeJobStatus::Failed,
+        other => {
+            return Err(bad(format!(
+                "Transcribe job {} changed to {other:?}, not COMPLETED or FAILED",
+                detail.job_name
+            )));
+        }
+    };
+    Ok(Some(TranscribeJobEvent {
+        job_name: detail.job_name,
+        status,
+        failure_reason: detail.failure_reason.filter(|r| !r.is_empty()),
+        time: envelope
+            .time
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    }))
+}
+
 /// Decodes an object key as S3 notifications encode it: `+` is a space, `%XX` a byte.
 pub fn decode_key(raw: &str) -> Result<String> {
     let spaced = raw.replace('+', " ");
@@ -215,5 +302,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not UTF-8"), "{err}");
+    }
+
+    // As EventBridge delivers a rule's match to an SQS target: the event is the body.
+    const JOB_COMPLETED: &str = r#"{"version":"0","id":"1a2b3c4d-0000-4000-8000-5e6f7a8b9c0d","detail-type":"Transcribe Job State Change","source":"aws.transcribe","account":"123456789012","time":"2026-12-08T01:02:03Z","region":"eu-central-1","resources":[],"detail":{"TranscriptionJobName":"vox-3f1c0d9a6b2e4f708192a3b4c5d6e7f8","TranscriptionJobStatus":"COMPLETED"}}"#;
+
+    #[test]
+    fn transcribe_job_state_changes_are_told_from_s3_notifications() {
+        let event = parse_transcribe_event(JOB_COMPLETED).unwrap().unwrap();
+        assert_eq!(
+            event,
+            TranscribeJobEvent {
+                job_name: "vox-3f1c0d9a6b2e4f708192a3b4c5d6e7f8".into(),
+                status: TranscribeJobStatus::Completed,
+                failure_reason: None,
+                time: "2026-12-08T01:02:03Z".parse().ok(),
+            }
+        );
+        let failed = JOB_COMPLETED.replace(
+            r#""TranscriptionJobStatus":"COMPLETED""#,
+            r#""TranscriptionJobStatus":"FAILED","FailureReason":"Unsupported audio format""#,
+        );
+        let event = parse_transcribe_event(&failed).unwrap().unwrap();
+        assert_eq!(event.status, TranscribeJobStatus::Failed);
+        assert_eq!(
+            event.failure_reason.as_deref(),
+            Some("Unsupported audio format")
+        );
+        // S3 notifications, test events and what is not JSON are not Transcribe's.
+        assert_eq!(parse_transcribe_event(PUT).unwrap(), None);
+        assert_eq!(
+            parse_transcribe_event(r#"{"Event": "s3:TestEvent"}"#).unwrap(),
+            None
+        );
+        assert_eq!(parse_transcribe_event("hello").unwrap(), None);
+        // And an S3 notification is still parsed as one.
+        assert!(matches!(
+            parse_notification(PUT).unwrap(),
+            Notification::Objects(o) if o.len() == 1
+        ));
+    }
+
+    #[test]
+    fn transcribe_events_this_stage_cannot_act_on_are_errors_saying_why() {
+        let queued = JOB_COMPLETED.replace("COMPLETED", "IN_PROGRESS");
+        let err = parse_transcribe_event(&queued).unwrap_err().to_string();
+        assert!(
+            err.contains("\"IN_PROGRESS\", not COMPLETED or FAILED"),
+            "{err}"
+        );
+        let other = JOB_COMPLETED.replace(
+            "Transcribe Job State Change",
+            "Call Analytics Job State Change",
+        );
+        let err = parse_transcribe_event(&other).unwrap_err().to_string();
+        assert!(err.contains("not a job state change"), "{err}");
+        let nameless = JOB_COMPLETED.replace("TranscriptionJobName", "JobName");
+        let err = parse_transcribe_event(&nameless).unwrap_err().to_string();
+        assert!(err.contains("TranscriptionJobName"), "{err}");
+        let err = parse_transcribe_event(
+            r#"{"source":"aws.transcribe","detail-type":"Transcribe Job State Change"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no detail"), "{err}");
     }
 }

@@ -42,6 +42,8 @@ pub mod speakers;
 pub mod speech;
 #[cfg(feature = "speech-api")]
 pub mod speech_api;
+#[cfg(feature = "aws-transcribe")]
+pub mod speech_aws;
 #[cfg(feature = "aws")]
 pub mod storage;
 #[cfg(feature = "aws")]

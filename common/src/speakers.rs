@@ -506,12 +506,40 @@ pub fn label_segments(
         s.speaker_id = id.map(i16::from);
         s.voice = None;
     }
+    assign_roles(segments, &ids, roles)
+}
+
+/// Speakers an engine told apart itself (Amazon Transcribe's speaker labels): every
+/// segment's `speaker_id` is kept (ids over 255 count as none), and with `roles` its
+/// `speaker` (the role) is set as [`label_segments`] sets it. Voiceprints are dropped.
+/// Returns what the turns say of each speaker (empty when no segment has one).
+pub fn label_known_speakers(
+    segments: &mut [crate::db::transcription::Segment],
+    roles: bool,
+) -> Vec<SpeakerEvidence> {
+    let ids: Vec<Option<u8>> = segments
+        .iter_mut()
+        .map(|s| {
+            s.voice = None;
+            s.speaker_id.and_then(|id| u8::try_from(id).ok())
+        })
+        .collect();
+    assign_roles(segments, &ids, roles)
+}
+
+/// Decides the roles of the speakers `ids` (one per segment) and, with `roles`, writes them
+/// into the segments that have none.
+fn assign_roles(
+    segments: &mut [crate::db::transcription::Segment],
+    ids: &[Option<u8>],
+    roles: bool,
+) -> Vec<SpeakerEvidence> {
     if ids.iter().all(Option::is_none) {
         return Vec::new();
     }
     let spoken: Vec<Spoken<'_>> = segments
         .iter()
-        .zip(&ids)
+        .zip(ids)
         .map(|(s, id)| Spoken {
             speaker: *id,
             start_ms: s.start_ms,
@@ -521,7 +549,7 @@ pub fn label_segments(
         .collect();
     let evidence = decide_roles(&spoken);
     if roles {
-        for (s, id) in segments.iter_mut().zip(&ids) {
+        for (s, id) in segments.iter_mut().zip(ids) {
             let role = evidence
                 .iter()
                 .find(|e| Some(e.speaker) == *id)

@@ -1,6 +1,7 @@
 //! The hosted model clients against real HTTP servers on 127.0.0.1 (wiremock) speaking each
 //! wire protocol: OpenAI chat completions, Anthropic Messages, Amazon Bedrock's Converse
-//! (through the AWS SDK), OpenAI audio transcriptions.
+//! (through the AWS SDK), OpenAI audio transcriptions, Amazon Transcribe's batch jobs (the
+//! AWS SDK, JSON 1.1).
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod anthropic;
@@ -8,3 +9,4 @@ mod bedrock;
 mod openai;
 mod speech;
 mod support;
+mod transcribe;
