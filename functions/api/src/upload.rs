@@ -29,12 +29,7 @@ pub async fn presign_put(
     content_length: i64,
     ttl: Duration,
 ) -> Result<PresignedUpload, common::Error> {
-    let storage = |source: Box<dyn std::error::Error + Send + Sync>| common::Error::Storage {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        retryable: false,
-        source,
-    };
+    let storage = storage_error(bucket, key);
     let config = PresigningConfig::expires_in(ttl).map_err(|e| storage(Box::new(e)))?;
     let started = Utc::now();
     let request = s3
@@ -70,12 +65,7 @@ pub async fn presign_get(
     key: &str,
     ttl: Duration,
 ) -> Result<(String, DateTime<Utc>), common::Error> {
-    let storage = |source: Box<dyn std::error::Error + Send + Sync>| common::Error::Storage {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        retryable: false,
-        source,
-    };
+    let storage = storage_error(bucket, key);
     let config = PresigningConfig::expires_in(ttl).map_err(|e| storage(Box::new(e)))?;
     let started = Utc::now();
     let request = s3
@@ -98,6 +88,19 @@ pub async fn bucket_origin(s3: &S3Store, bucket: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let host = rest.split(['/', '?']).next()?;
     Some(format!("{scheme}://{host}"))
+}
+
+/// A presigning failure of `key` in `bucket` (never worth retrying: nothing was sent).
+fn storage_error<'a>(
+    bucket: &'a str,
+    key: &'a str,
+) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> common::Error + 'a {
+    move |source| common::Error::Storage {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        retryable: false,
+        source,
+    }
 }
 
 fn chrono_ttl(ttl: Duration) -> chrono::Duration {
