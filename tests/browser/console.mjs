@@ -196,16 +196,39 @@ try {
   await shot("09-deep-question");
   step(`search gave ${hits} hits; the fast answer cites ${cited} moment(s); the deep question finished`);
 
+  // ---- keys: an admin creates an analyst's key (shown once, usable), then revokes it
+  page.on("dialog", (dialog) => dialog.accept());
+  await page.click('nav a[href="#/keys"]');
+  await page.locator("#key-form").waitFor();
+  await page.fill("#key-name", "browser-analyst");
+  await page.selectOption("#key-role", "analyst");
+  await page.click("#key-form button[type=submit]");
+  const newKey = (await page.locator("#new-key code").textContent()).trim();
+  check(newKey.startsWith("vox_"), `no key shown: ${newKey}`);
+  const status = async (key) =>
+    page.evaluate(async (k) => (await fetch("/recordings?limit=1", { headers: { Authorization: `Bearer ${k}` } })).status, key);
+  check((await status(newKey)) === 200, "the new analyst key does not work");
+  const row = page.locator("#keys tr", { hasText: "browser-analyst" });
+  await row.locator("button.revoke").click();
+  await page.locator('#keys tr[data-revoked="true"]', { hasText: "browser-analyst" }).waitFor();
+  const before = problems.length;
+  check((await status(newKey)) === 401, "the revoked key still works");
+  // The revoked key's 401 is logged by the browser, as it should be; nothing else may be.
+  const added = problems.splice(before);
+  check(added.every((p) => p.includes("401")), `the page logged errors: ${added.join(" | ")}`);
+  await shot("10-keys");
+  step("an analyst key was created, worked, was revoked and was refused");
+
   // ---- narrow screens: the pages stay usable at 390 px
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(base + "/#/recordings");
   await page.locator(`tr[data-recording-id="${recordingId}"]`).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the recordings page scrolls sideways by ${overflow} px at 390 px`);
-  await shot("10-recordings-390px");
+  await shot("11-recordings-390px");
   await page.goto(base + "/" + quoted);
   await page.locator("#report").waitFor();
-  await shot("11-report-390px");
+  await shot("12-report-390px");
 
   check(problems.length === 0, `the page logged errors: ${problems.join(" | ")}`);
   writeFileSync(join(artifacts, "result.json"), JSON.stringify({ recordingId, hits, cited, passed: true }, null, 2));

@@ -832,6 +832,81 @@ async function search() {
   return [h("h1", {}, "Поиск и вопросы"), form, out];
 }
 
+// ---------------------------------------------------------------- keys (admins)
+
+const ROLES = { analyst: "аналитик", uploader: "загрузчик", admin: "администратор" };
+
+async function keys() {
+  const list = await api("/keys");
+  const rows = h("tbody", {});
+  const fill = (items) =>
+    rows.replaceChildren(
+      ...items.map((k) =>
+        h(
+          "tr",
+          { dataset: { keyId: k.id, revoked: Boolean(k.revoked_at) } },
+          h("td", {}, k.name),
+          h("td", {}, h("code", {}, `${k.prefix}…`)),
+          h("td", {}, ROLES[k.role] || k.role),
+          h("td", { class: "hide-narrow muted" }, when(k.created_at)),
+          h("td", { class: "hide-narrow muted" }, k.last_used_at ? when(k.last_used_at) : "не использовался"),
+          h(
+            "td",
+            {},
+            k.revoked_at
+              ? h("span", { class: "status-failed" }, `отозван ${when(k.revoked_at)}`)
+              : h("button", {
+                  type: "button",
+                  class: "secondary revoke",
+                  onclick: async (event) => {
+                    if (!confirm(`Отозвать ключ «${k.name}»? Запросы с ним перестанут проходить.`)) return;
+                    event.currentTarget.disabled = true;
+                    await api(`/keys/${k.id}`, { method: "DELETE" });
+                    fill(await api("/keys"));
+                  },
+                }, "Отозвать"),
+          ),
+        ),
+      ),
+    );
+  fill(list);
+  const name = h("input", { id: "key-name", type: "text", required: true, maxlength: 100 });
+  const role = h("select", { id: "key-role" }, Object.entries(ROLES).map(([id, label]) => h("option", { value: id }, label)));
+  const shown = h("div", { id: "new-key", role: "status" });
+  const form = h(
+    "form",
+    { id: "key-form", class: "panel" },
+    h("div", { class: "row" },
+      h("div", { class: "field" }, h("label", { for: "key-name" }, "Кому (имя ключа)"), name),
+      h("div", { class: "field" }, h("label", { for: "key-role" }, "Роль"), role)),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Создать ключ")),
+    shown,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const created = await api("/keys", { method: "POST", body: { name: name.value.trim(), role: role.value } });
+      // The key is shown once, here; the API keeps only its hash.
+      shown.replaceChildren(
+        h("p", {}, "Ключ показан один раз: передайте его владельцу сейчас."),
+        h("p", {}, h("code", { class: "secret" }, created.key)),
+      );
+      name.value = "";
+      fill(await api("/keys"));
+    } catch (error) {
+      shown.replaceChildren(failure(error));
+    }
+  });
+  return [
+    h("h1", {}, "Ключи API"),
+    form,
+    h("div", { class: "table-wrap" }, h("table", { id: "keys" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Имя"), h("th", {}, "Начало"), h("th", {}, "Роль"),
+        h("th", { class: "hide-narrow" }, "Создан"), h("th", { class: "hide-narrow" }, "Последний запрос"), h("th", {}, ""))),
+      rows)),
+  ];
+}
+
 // ---------------------------------------------------------------- routing
 
 function route(quiet = false) {
@@ -850,6 +925,7 @@ function route(quiet = false) {
     audits: () => audit(id),
     transcripts: () => transcript(id),
     search: () => search(),
+    keys: () => keys(),
   };
   const load = views[page] || views.recordings;
   if (quiet) {
