@@ -7,7 +7,6 @@ use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::info;
 
 use super::http::HttpCore;
 use super::openai::endpoint;
@@ -151,15 +150,7 @@ impl ChatModel for AnthropicChat {
                     |bytes| parse(bytes, &self.settings.model),
                 )
                 .await?;
-            info!(
-                provider = self.core.provider(),
-                model = %response.model,
-                finish = ?response.finish,
-                input_tokens = response.input_tokens,
-                output_tokens = response.output_tokens,
-                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "chat answered"
-            );
+            super::log_answer(self.core.provider(), &response, started);
             Ok(response)
         })
     }

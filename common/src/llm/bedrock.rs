@@ -24,7 +24,6 @@ use aws_sdk_bedrockruntime::types::{
 };
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
-use tracing::info;
 
 use super::http::{Failure, ProviderDetail, Retrier, status_reason, truncate};
 use super::settings::BedrockSettings;
@@ -252,15 +251,7 @@ impl ChatModel for BedrockChat {
                 .retrier()
                 .run(|| self.try_once(request, &messages))
                 .await?;
-            info!(
-                provider = PROVIDER,
-                model = %response.model,
-                finish = ?response.finish,
-                input_tokens = response.input_tokens,
-                output_tokens = response.output_tokens,
-                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                "chat answered"
-            );
+            super::log_answer(PROVIDER, &response, started);
             Ok(response)
         })
     }

@@ -101,3 +101,17 @@ pub trait ChatModel: Send + Sync {
 
     fn chat<'a>(&'a self, request: &'a ChatRequest) -> BoxFuture<'a, Result<ChatResponse>>;
 }
+
+/// The one log line of every chat client's answer: provider, model, why it stopped, token
+/// usage and how long it took (retries included).
+pub(crate) fn log_answer(provider: &str, response: &ChatResponse, started: std::time::Instant) {
+    tracing::info!(
+        provider,
+        model = %response.model,
+        finish = ?response.finish,
+        input_tokens = response.input_tokens,
+        output_tokens = response.output_tokens,
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "chat answered"
+    );
+}
