@@ -118,10 +118,11 @@ function failure(error) {
   return h("p", { class: "error", role: "alert" }, `Ошибка: ${error.message}${field}`);
 }
 
-// Runs a view; its errors are shown in place of the view.
-async function render(load) {
+// Runs a view; its errors are shown in place of the view. A quiet render (a refresh of the
+// same page) replaces it without the loading line. Only the newest render shows.
+async function render(load, quiet = false) {
   const token = ++render.current;
-  show(h("p", { class: "muted" }, "Загрузка…"));
+  if (!quiet) show(h("p", { class: "muted" }, "Загрузка…"));
   try {
     const nodes = await load(() => token === render.current);
     if (token === render.current) show(nodes);
@@ -928,16 +929,8 @@ function route(quiet = false) {
     keys: () => keys(),
   };
   const load = views[page] || views.recordings;
-  if (quiet) {
-    // A refresh of the same page: replace it without the loading line.
-    const token = ++render.current;
-    load(() => token === render.current)
-      .then((nodes) => token === render.current && show(nodes))
-      .catch((error) => token === render.current && show(failure(error)));
-  } else {
-    render(load);
-    view.focus({ preventScroll: true });
-  }
+  render(load, quiet);
+  if (!quiet) view.focus({ preventScroll: true });
 }
 
 document.getElementById("signout").addEventListener("click", () => {
